@@ -1,0 +1,165 @@
+//! The PostgreSQL pool, migrations, and the line between "the database is unavailable" (503,
+//! retry) and "this query failed" (a bug or a constraint, never retried blindly).
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::config::DatabaseConfig;
+
+pub use deadpool_postgres::{Object as Connection, Pool as DbPool};
+
+/// Builds a pool; connections open lazily, so this succeeds while the database is down and the
+/// service starts anyway, answering 503 until it returns.
+pub fn connect_pool(config: &DatabaseConfig, application_name: &str) -> anyhow::Result<Pool> {
+    let mut pg = tokio_postgres::Config::from_str(&config.url)
+        .with_context(|| "AGORA_DATABASE_URL is not a valid PostgreSQL URL")?;
+    pg.connect_timeout(config.connect_timeout());
+    if pg.get_application_name().is_none() {
+        pg.application_name(application_name);
+    }
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            // A cheap `is_closed` check: a connection the server dropped is replaced, and a
+            // query on a half-dead one fails fast and is reported as unavailable.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size as usize)
+        .wait_timeout(Some(config.wait_timeout()))
+        .create_timeout(Some(config.connect_timeout()))
+        .recycle_timeout(Some(config.connect_timeout()))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Publishes pool gauges; called right before `/metrics` renders.
+pub fn record_pool_metrics(pool: &Pool, name: &'static str) {
+    let status = pool.status();
+    metrics::gauge!("db_pool_connections_max", "pool" => name).set(status.max_size as f64);
+    metrics::gauge!("db_pool_connections_open", "pool" => name).set(status.size as f64);
+    metrics::gauge!("db_pool_connections_idle", "pool" => name).set(status.available as f64);
+    metrics::gauge!("db_pool_waiters", "pool" => name).set(status.waiting as f64);
+}
+
+/// A database failure, classified for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached, refuses connections, or the pool is exhausted.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The statement failed for another reason (constraint, bug).
+    #[error("database query failed: {0}")]
+    Query(#[source] tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if is_connectivity_error(&error) {
+            DbError::Unavailable(error.to_string())
+        } else {
+            DbError::Query(error)
+        }
+    }
+}
+
+impl From<PoolError> for DbError {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::Backend(error) => error.into(),
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl DbError {
+    /// The violated constraint's name, when this is a unique or foreign key violation.
+    pub fn violated_constraint(&self) -> Option<&str> {
+        let DbError::Query(error) = self else {
+            return None;
+        };
+        let db = error.as_db_error()?;
+        if *db.code() == SqlState::UNIQUE_VIOLATION || *db.code() == SqlState::FOREIGN_KEY_VIOLATION
+        {
+            db.constraint()
+        } else {
+            None
+        }
+    }
+}
+
+fn is_connectivity_error(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        // No SQLSTATE: the failure is in the socket or protocol, not the statement.
+        None => true,
+        Some(code) => {
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::TOO_MANY_CONNECTIONS
+        }
+    }
+}
+
+/// Session-level advisory lock key that serialises migrations across instances.
+const MIGRATION_LOCK_KEY: i64 = 0x6167_6f72_615f_6d69; // "agora_mi"
+
+/// Applies a service's embedded migrations on a dedicated connection. Safe to run from several
+/// instances at once: they queue on an advisory lock and later ones find nothing to do.
+pub async fn run_migrations(
+    database_url: &str,
+    runner: refinery::Runner,
+) -> anyhow::Result<Vec<String>> {
+    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls)
+        .await
+        .context("connecting to PostgreSQL to migrate")?;
+    let connection = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .context("taking the migration lock")?;
+    let outcome = runner.set_grouped(false).run_async(&mut client).await;
+    // The lock dies with the session anyway; unlocking just frees it sooner.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    drop(client);
+    let _ = connection.await;
+    let report = outcome.context("applying migrations")?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|migration| migration.to_string())
+        .collect())
+}
+
+/// A `/ready` check: a pooled connection answers `SELECT 1`.
+pub fn readiness_check(
+    pool: Pool,
+) -> impl Fn() -> crate::http::CheckFuture + Send + Sync + 'static {
+    move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let connection = pool
+                .get()
+                .await
+                .map_err(|error| DbError::from(error).to_string())?;
+            connection
+                .simple_query("SELECT 1")
+                .await
+                .map(|_| ())
+                .map_err(|error| DbError::from(error).to_string())
+        })
+    }
+}

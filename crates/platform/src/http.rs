@@ -1,0 +1,366 @@
+//! HTTP plumbing shared by services: request ids, access logs and metrics by matched route,
+//! extractors whose rejections speak the error envelope, ops endpoints, and graceful serving.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use crate::config::HttpConfig;
+use crate::error::{ApiError, ErrorCode};
+use crate::telemetry;
+
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: Arc<str>;
+}
+
+/// The id of the request being handled, if called inside one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(|id| id.to_string()).ok()
+}
+
+/// A caller's id is kept when it is short and printable, so traces join across services;
+/// otherwise we make one: a per-process random prefix and a counter, unique without a syscall.
+fn request_id_for(request: &Request) -> Arc<str> {
+    if let Some(incoming) = request.headers().get(&REQUEST_ID_HEADER)
+        && let Ok(text) = incoming.to_str()
+        && !text.is_empty()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Arc::from(text);
+    }
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        u32::from_le_bytes(bytes)
+    });
+    Arc::from(format!(
+        "{prefix:08x}-{:010x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Outermost middleware: request id, span, access log, and request metrics.
+async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request_id_for(&request);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let in_flight = metrics::gauge!("http_requests_in_flight");
+    in_flight.increment(1.0);
+    let mut response = REQUEST_ID
+        .scope(
+            request_id.clone(),
+            next.run(request).instrument(span.clone()),
+        )
+        .await;
+    in_flight.decrement(1.0);
+
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_owned())
+        // Unmatched paths share one label so scanners cannot blow up metric cardinality.
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method.to_string(), "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    let _entered = span.enter();
+    let latency_us = elapsed.as_micros() as u64;
+    if status >= 500 {
+        tracing::error!(status, route, latency_us, "request failed");
+    } else if route == "/metrics" || route == "/health" || route == "/ready" {
+        tracing::debug!(status, route, latency_us, "request finished");
+    } else {
+        tracing::info!(status, route, latency_us, "request finished");
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER.clone(), value);
+    }
+    response
+}
+
+/// Runs after routing, so it sees the matched route and hands it to [`observe`].
+async fn remember_route(request: Request, next: Next) -> Response {
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(matched);
+    }
+    response
+}
+
+fn panic_to_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("non-string panic payload");
+    tracing::error!(panic = detail, "handler panicked");
+    ApiError::internal().into_response()
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
+}
+
+/// Wraps a service's complete router with the shared layers. Call it last, after every route
+/// (including ops routes) is merged, so each route gets its label.
+pub fn finish_router(router: Router, config: &HttpConfig) -> Router {
+    router
+        .route_layer(middleware::from_fn(remember_route))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_to_response))
+        .layer(middleware::from_fn(observe))
+}
+
+/// A JSON body whose rejections are 400 (or 413) in the error envelope.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "request body is too large",
+        );
+    }
+    let message = match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            "expected a JSON body with Content-Type: application/json".to_owned()
+        }
+        other => other.body_text(),
+    };
+    ApiError::invalid_input(message)
+}
+
+/// Path parameters whose rejections are 400 in the error envelope.
+pub struct PathParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| PathParams(value))
+            .map_err(|rejection: PathRejection| ApiError::invalid_input(rejection.body_text()))
+    }
+}
+
+/// Query parameters whose rejections are 400 in the error envelope.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| QueryParams(value))
+            .map_err(|rejection: QueryRejection| ApiError::invalid_input(rejection.body_text()))
+    }
+}
+
+/// The bearer token of a request, if it carries one.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type ReadinessCheck = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
+type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
+
+/// `/health` (the process answers), `/ready` (its dependencies answer) and `/metrics`.
+#[derive(Clone, Default)]
+pub struct OpsEndpoints {
+    checks: Vec<(&'static str, ReadinessCheck)>,
+    scrape_hooks: Vec<ScrapeHook>,
+}
+
+/// How long one readiness check may take; a slow dependency counts as not ready.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl OpsEndpoints {
+    pub fn check(
+        mut self,
+        name: &'static str,
+        check: impl Fn() -> CheckFuture + Send + Sync + 'static,
+    ) -> Self {
+        self.checks.push((name, Arc::new(check)));
+        self
+    }
+
+    /// Runs `hook` before each scrape, to refresh gauges that are cheaper to read than to track.
+    pub fn on_scrape(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.scrape_hooks.push(Arc::new(hook));
+        self
+    }
+
+    pub fn router(self) -> Router {
+        // Install the recorder now: metrics recorded before installation would be lost.
+        telemetry::prometheus();
+        let this = Arc::new(self);
+        let for_ready = this.clone();
+        Router::new()
+            .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/ready", get(move || readiness(for_ready.clone())))
+            .route("/metrics", get(move || metrics_text(this.clone())))
+    }
+}
+
+async fn readiness(ops: Arc<OpsEndpoints>) -> Response {
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+    for (name, check) in &ops.checks {
+        let outcome = match tokio::time::timeout(READINESS_TIMEOUT, check()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(error)) => error,
+            Err(_) => format!("no answer within {} ms", READINESS_TIMEOUT.as_millis()),
+        };
+        ready &= outcome == "ok";
+        checks.insert((*name).to_owned(), outcome.into());
+    }
+    let body = Json(json!({"status": if ready { "ready" } else { "degraded" }, "checks": checks}));
+    if ready {
+        (StatusCode::OK, body).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_text(ops: Arc<OpsEndpoints>) -> Response {
+    for hook in &ops.scrape_hooks {
+        hook();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        telemetry::prometheus().render(),
+    )
+        .into_response()
+}
+
+pub async fn bind(config: &HttpConfig) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(config.listen).await.map_err(|error| {
+        anyhow::anyhow!("cannot listen on {} (AGORA_LISTEN): {error}", config.listen)
+    })
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = begun_tx.send(());
+    });
+    let deadline = async move {
+        if begun_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        outcome = server.into_future() => outcome,
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,15 @@
+//! Code every agora service shares: configuration, the PostgreSQL pool and migrations, the error
+//! envelope, ids, password and token handling, telemetry and the HTTP plumbing around handlers.
+//!
+//! Services (social network, shop, UGC) own their domain and routes; everything here is
+//! transport- and domain-agnostic so each service maps it to its own contract.
+
+pub mod config;
+pub mod credentials;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;

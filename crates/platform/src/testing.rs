@@ -1,0 +1,178 @@
+//! Isolated databases for integration tests.
+//!
+//! Every test gets its own database cloned from a template that holds the service's migrations.
+//! The template is built once per migration set (its name carries their checksums) and reused
+//! by later runs, so a test pays only for `CREATE DATABASE ... TEMPLATE`, a file copy.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio_postgres::{Client, NoTls};
+
+/// Where the admin connection of the test stack is; `./dev test` sets it.
+pub const ADMIN_URL_VAR: &str = "AGORA_TEST_DATABASE_URL";
+
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+async fn admin_client(admin_url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(admin_url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("cannot reach the test PostgreSQL at {admin_url}: {error}; is the test stack up (./dev test)?"));
+    tokio::spawn(connection);
+    client
+}
+
+/// `url` with its database name replaced.
+pub fn url_with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+impl TestDatabase {
+    /// A fresh database with `service`'s migrations applied.
+    pub async fn create(service: &str, migrations: impl Fn() -> refinery::Runner) -> Self {
+        let admin_url = std::env::var(ADMIN_URL_VAR)
+            .unwrap_or_else(|_| panic!("{ADMIN_URL_VAR} is not set: integration tests need the test stack; run them with ./dev test"));
+        let template = ensure_template(&admin_url, service, &migrations).await;
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "test_{service}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = admin_client(&admin_url).await;
+        // Separate statements: a multi-statement string runs as one transaction, which
+        // CREATE/DROP DATABASE refuse.
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .expect("dropping a stale test database");
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
+            .await
+            .expect("creating a test database from the template");
+        Self {
+            url: url_with_database(&admin_url, &name),
+            name,
+            admin_url,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+async fn ensure_template(
+    admin_url: &str,
+    service: &str,
+    migrations: &impl Fn() -> refinery::Runner,
+) -> String {
+    let mut hasher = DefaultHasher::new();
+    for migration in migrations().get_migrations() {
+        migration.to_string().hash(&mut hasher);
+        migration.checksum().hash(&mut hasher);
+    }
+    let fingerprint = hasher.finish();
+    let template = format!("template_{service}_{fingerprint:016x}");
+    let admin = admin_client(admin_url).await;
+    // Parallel tests (and test binaries) race to build the same template; one builds, the rest wait.
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&(fingerprint as i64)])
+        .await
+        .expect("taking the template lock");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+        .await
+        .expect("looking up the template")
+        .is_some();
+    if !exists {
+        // Built under a scratch name and renamed when complete, so a crash never leaves a
+        // half-migrated template behind under the real name.
+        let scratch = format!("{template}_building");
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"
+            ))
+            .await
+            .expect("dropping a half-built template");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{scratch}\""))
+            .await
+            .expect("creating the template database");
+        crate::db::run_migrations(&url_with_database(admin_url, &scratch), migrations())
+            .await
+            .expect("migrating the template database");
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{scratch}\" RENAME TO \"{template}\""
+            ))
+            .await
+            .expect("publishing the template database");
+    }
+    let _ = admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&(fingerprint as i64)])
+        .await;
+    template
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await; a short-lived thread with its own runtime removes the database so
+        // repeated runs do not pile databases up in the test cluster.
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url, NoTls).await {
+                    tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_with_database;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            url_with_database("postgres://a:b@h:1/postgres", "x"),
+            "postgres://a:b@h:1/x"
+        );
+        assert_eq!(
+            url_with_database("postgres://a:b@h:1/postgres?sslmode=disable", "x"),
+            "postgres://a:b@h:1/x?sslmode=disable"
+        );
+        assert_eq!(url_with_database("postgres://h:1", "x"), "postgres://h:1/x");
+    }
+}

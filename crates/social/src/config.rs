@@ -1,0 +1,49 @@
+use std::time::Duration;
+
+use agora_platform::config::{DatabaseConfig, HttpConfig};
+use clap::Args;
+
+/// Everything the social network server needs; flags or `AGORA_*` variables.
+#[derive(Debug, Clone, Args)]
+pub struct SocialConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    #[command(flatten)]
+    pub http: HttpConfig,
+
+    /// Lifetime of a login token, in seconds.
+    #[arg(long = "token-ttl-secs", env = "AGORA_TOKEN_TTL_SECS", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..=365 * 24 * 3600))]
+    pub token_ttl_secs: u64,
+
+    /// Password hashes computed at once; 0 means one per CPU core.
+    #[arg(
+        long = "password-hash-concurrency",
+        env = "AGORA_PASSWORD_HASH_CONCURRENCY",
+        default_value_t = 0
+    )]
+    pub password_hash_concurrency: usize,
+
+    /// Password operations allowed to wait for a hashing slot before logins get 503.
+    #[arg(
+        long = "password-hash-queue",
+        env = "AGORA_PASSWORD_HASH_QUEUE",
+        default_value_t = 256
+    )]
+    pub password_hash_queue: usize,
+}
+
+impl SocialConfig {
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs)
+    }
+
+    pub fn hash_concurrency(&self) -> usize {
+        if self.password_hash_concurrency > 0 {
+            self.password_hash_concurrency
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}

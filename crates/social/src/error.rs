@@ -1,0 +1,88 @@
+use std::borrow::Cow;
+
+use agora_platform::credentials::HashingError;
+use agora_platform::db::DbError;
+use agora_platform::error::{ApiError, ErrorCode};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+/// Every way a social network request can fail, mapped to the contract in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum SocialError {
+    #[error("{0}")]
+    InvalidInput(Cow<'static, str>),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
+}
+
+impl SocialError {
+    pub fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
+        SocialError::InvalidInput(message.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for SocialError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        SocialError::Database(error.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for SocialError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        SocialError::Database(error.into())
+    }
+}
+
+impl From<ApiError> for SocialError {
+    fn from(error: ApiError) -> Self {
+        SocialError::InvalidInput(error.message)
+    }
+}
+
+impl IntoResponse for SocialError {
+    fn into_response(self) -> Response {
+        let api_error = match self {
+            SocialError::InvalidInput(message) => ApiError::invalid_input(message),
+            SocialError::Unauthorized(message) => {
+                let mut response = ApiError::unauthorized(message).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+            SocialError::Forbidden(message) => ApiError::forbidden(message),
+            SocialError::NotFound(message) => ApiError::not_found(message),
+            SocialError::Database(DbError::Unavailable(cause)) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::unavailable(
+                    ErrorCode::DatabaseUnavailable,
+                    "the database is unavailable; retry shortly",
+                )
+            }
+            SocialError::Database(error) => {
+                tracing::error!(error = %error, "database error");
+                ApiError::internal()
+            }
+            SocialError::Hashing(HashingError::Overloaded) => {
+                tracing::warn!("password hashing queue is full");
+                ApiError::unavailable(
+                    ErrorCode::Overloaded,
+                    "too many logins at once; retry shortly",
+                )
+            }
+            SocialError::Hashing(error) => {
+                tracing::error!(error = %error, "password hashing failed");
+                ApiError::internal()
+            }
+        };
+        api_error.into_response()
+    }
+}

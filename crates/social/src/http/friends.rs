@@ -1,0 +1,25 @@
+use agora_platform::http::PathParams;
+use axum::extract::State;
+
+use super::AuthUser;
+use crate::domain;
+use crate::error::SocialError;
+use crate::service::SocialService;
+
+pub async fn set(
+    State(service): State<SocialService>,
+    AuthUser(me): AuthUser,
+    PathParams(user_id): PathParams<String>,
+) -> Result<(), SocialError> {
+    let friend = domain::id("user_id", &user_id)?;
+    service.add_friend(me, friend).await
+}
+
+pub async fn delete(
+    State(service): State<SocialService>,
+    AuthUser(me): AuthUser,
+    PathParams(user_id): PathParams<String>,
+) -> Result<(), SocialError> {
+    let friend = domain::id("user_id", &user_id)?;
+    service.remove_friend(me, friend).await
+}

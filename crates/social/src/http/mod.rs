@@ -1,0 +1,119 @@
+//! The HTTP face of the social network: thin handlers that parse, call the service, render.
+
+mod docs;
+mod friends;
+mod posts;
+mod users;
+
+use std::future::Future;
+
+use agora_platform::db;
+use agora_platform::http::{OpsEndpoints, bearer_token, finish_router, serve};
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::routing::{get, post, put};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::config::SocialConfig;
+use crate::domain::format_date;
+use crate::error::SocialError;
+use crate::service::{Post, SocialService, User};
+
+/// The complete application: contract routes, docs, ops endpoints and shared layers.
+pub fn app(service: SocialService, config: &SocialConfig) -> Router {
+    let pool = service.pool().clone();
+    let scrape_pool = pool.clone();
+    let ops = OpsEndpoints::default()
+        .check("postgres", db::readiness_check(pool))
+        .on_scrape(move || db::record_pool_metrics(&scrape_pool, "primary"));
+    let api = Router::new()
+        .route("/login", post(users::login))
+        .route("/user/register", post(users::register))
+        .route("/user/get/{id}", get(users::get))
+        .route("/user/search", get(users::search))
+        .route("/friend/set/{user_id}", put(friends::set))
+        .route("/friend/delete/{user_id}", put(friends::delete))
+        .route("/post/create", post(posts::create))
+        .route("/post/update", put(posts::update))
+        .route("/post/delete/{id}", put(posts::delete))
+        .route("/post/get/{id}", get(posts::get))
+        .with_state(service);
+    let router = api.merge(docs::router()).merge(ops.router());
+    finish_router(router, &config.http)
+}
+
+/// Serves the social network on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: SocialConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let pool = db::connect_pool(&config.database, "agora-social")?;
+    let service = SocialService::new(pool, &config);
+    let app = app(service, &config);
+    let grace = std::time::Duration::from_secs(config.http.shutdown_grace_secs);
+    serve(listener, app, shutdown, grace).await?;
+    Ok(())
+}
+
+/// The user a request's bearer token belongs to; 401 without a valid one.
+pub struct AuthUser(pub i64);
+
+impl FromRequestParts<SocialService> for AuthUser {
+    type Rejection = SocialError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &SocialService,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(SocialError::Unauthorized("missing bearer token"))?;
+        service.authenticate(token).await.map(AuthUser)
+    }
+}
+
+/// The contract's `User`: absent fields are omitted, never null.
+#[derive(Serialize)]
+pub struct UserBody {
+    id: String,
+    first_name: String,
+    second_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    birthdate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    biography: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    city: Option<String>,
+}
+
+impl From<User> for UserBody {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id.to_string(),
+            first_name: user.first_name,
+            second_name: user.second_name,
+            birthdate: user.birthdate.map(format_date),
+            biography: user.biography,
+            city: user.city,
+        }
+    }
+}
+
+/// The contract's `Post`.
+#[derive(Serialize)]
+pub struct PostBody {
+    id: String,
+    text: String,
+    author_user_id: String,
+}
+
+impl From<Post> for PostBody {
+    fn from(post: Post) -> Self {
+        Self {
+            id: post.id.to_string(),
+            text: post.text,
+            author_user_id: post.author_id.to_string(),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+use agora_platform::http::{JsonBody, PathParams};
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::{AuthUser, PostBody};
+use crate::domain;
+use crate::error::SocialError;
+use crate::service::SocialService;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    text: Option<String>,
+}
+
+/// Answers the new post's id as a bare JSON string, as the contract says.
+pub async fn create(
+    State(service): State<SocialService>,
+    AuthUser(me): AuthUser,
+    JsonBody(request): JsonBody<CreateRequest>,
+) -> Result<Json<String>, SocialError> {
+    let text = domain::post_text(request.text)?;
+    let id = service.create_post(me, &text).await?;
+    Ok(Json(id.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    id: Option<String>,
+    text: Option<String>,
+}
+
+pub async fn update(
+    State(service): State<SocialService>,
+    AuthUser(me): AuthUser,
+    JsonBody(request): JsonBody<UpdateRequest>,
+) -> Result<(), SocialError> {
+    let id = request
+        .id
+        .ok_or_else(|| SocialError::invalid("id is required"))?;
+    let id = domain::id("id", &id)?;
+    let text = domain::post_text(request.text)?;
+    service.update_post(me, id, &text).await
+}
+
+pub async fn delete(
+    State(service): State<SocialService>,
+    AuthUser(me): AuthUser,
+    PathParams(id): PathParams<String>,
+) -> Result<(), SocialError> {
+    let id = domain::id("id", &id)?;
+    service.delete_post(me, id).await
+}
+
+pub async fn get(
+    State(service): State<SocialService>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<PostBody>, SocialError> {
+    let id = domain::id("id", &id)?;
+    Ok(Json(service.post(id).await?.into()))
+}

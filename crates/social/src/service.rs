@@ -1,0 +1,131 @@
+//! The social network's rules, independent of HTTP.
+
+use std::time::Duration;
+
+use agora_platform::credentials::{PasswordHasher, issue_token, stored_token_hash};
+use agora_platform::db::DbPool;
+
+use crate::config::SocialConfig;
+use crate::domain::{NameSearch, NewUser};
+use crate::error::SocialError;
+use crate::store::{Ownership, PostRecord, Store, UserRecord};
+
+pub use crate::store::{PostRecord as Post, UserRecord as User};
+
+#[derive(Clone)]
+pub struct SocialService {
+    store: Store,
+    hasher: PasswordHasher,
+    token_ttl: Duration,
+}
+
+impl SocialService {
+    pub fn new(pool: DbPool, config: &SocialConfig) -> Self {
+        Self {
+            store: Store::new(pool),
+            hasher: PasswordHasher::new(config.hash_concurrency(), config.password_hash_queue),
+            token_ttl: config.token_ttl(),
+        }
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        self.store.pool()
+    }
+
+    pub async fn register(&self, user: NewUser) -> Result<i64, SocialError> {
+        let hash = self.hasher.hash(user.password.clone()).await?;
+        Ok(self.store.insert_user(&user, &hash).await?)
+    }
+
+    /// A token for `user_id`. Unknown users are 404 as the contract says; a wrong password is
+    /// 400 (the contract has no 401 for login).
+    pub async fn login(&self, user_id: i64, password: String) -> Result<String, SocialError> {
+        let stored = self
+            .store
+            .password_hash(user_id)
+            .await?
+            .ok_or(SocialError::NotFound("user not found"))?;
+        if !self.hasher.verify(password, stored).await? {
+            return Err(SocialError::invalid("wrong password"));
+        }
+        let token = issue_token();
+        self.store
+            .create_session(user_id, &token.hash, self.token_ttl)
+            .await?;
+        Ok(token.token)
+    }
+
+    /// The user a bearer token belongs to.
+    pub async fn authenticate(&self, token: &str) -> Result<i64, SocialError> {
+        let hash = stored_token_hash(token)
+            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
+        self.store
+            .session_user(&hash)
+            .await?
+            .ok_or(SocialError::Unauthorized("invalid or expired token"))
+    }
+
+    pub async fn user(&self, id: i64) -> Result<UserRecord, SocialError> {
+        self.store
+            .user(id)
+            .await?
+            .ok_or(SocialError::NotFound("user not found"))
+    }
+
+    pub async fn search(&self, search: &NameSearch) -> Result<Vec<UserRecord>, SocialError> {
+        Ok(self.store.search_users(search).await?)
+    }
+
+    pub async fn add_friend(&self, user_id: i64, friend_id: i64) -> Result<(), SocialError> {
+        if user_id == friend_id {
+            return Err(SocialError::invalid("you cannot befriend yourself"));
+        }
+        if self.store.add_friend(user_id, friend_id).await? {
+            Ok(())
+        } else {
+            Err(SocialError::NotFound("user not found"))
+        }
+    }
+
+    pub async fn remove_friend(&self, user_id: i64, friend_id: i64) -> Result<(), SocialError> {
+        if user_id == friend_id {
+            return Err(SocialError::invalid("you cannot unfriend yourself"));
+        }
+        if !self.store.user_exists(friend_id).await? {
+            return Err(SocialError::NotFound("user not found"));
+        }
+        Ok(self.store.remove_friend(user_id, friend_id).await?)
+    }
+
+    pub async fn create_post(&self, author_id: i64, text: &str) -> Result<i64, SocialError> {
+        Ok(self.store.create_post(author_id, text).await?)
+    }
+
+    pub async fn post(&self, id: i64) -> Result<PostRecord, SocialError> {
+        self.store
+            .post(id)
+            .await?
+            .ok_or(SocialError::NotFound("post not found"))
+    }
+
+    pub async fn update_post(
+        &self,
+        author_id: i64,
+        id: i64,
+        text: &str,
+    ) -> Result<(), SocialError> {
+        owned(self.store.update_post(author_id, id, text).await?)
+    }
+
+    pub async fn delete_post(&self, author_id: i64, id: i64) -> Result<(), SocialError> {
+        owned(self.store.delete_post(author_id, id).await?)
+    }
+}
+
+fn owned(outcome: Ownership) -> Result<(), SocialError> {
+    match outcome {
+        Ownership::Changed => Ok(()),
+        Ownership::NotFound => Err(SocialError::NotFound("post not found")),
+        Ownership::NotOwner => Err(SocialError::Forbidden("only the author can change a post")),
+    }
+}

@@ -1,0 +1,175 @@
+//! Starts the real server on port 0 against its own database cloned from a migrated template.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub mod proxy;
+
+use std::net::SocketAddr;
+
+use agora_platform::config::{DatabaseConfig, HttpConfig};
+use agora_platform::testing::TestDatabase;
+use agora_social::SocialConfig;
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_postgres::NoTls;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: Client,
+    pub database: TestDatabase,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+pub fn config_for(database_url: &str) -> SocialConfig {
+    SocialConfig {
+        database: DatabaseConfig {
+            connect_timeout_ms: 1_000,
+            wait_timeout_ms: 2_000,
+            ..DatabaseConfig::for_url(database_url)
+        },
+        http: HttpConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_secs: 1,
+        },
+        token_ttl_secs: 3600,
+        password_hash_concurrency: 2,
+        password_hash_queue: 256,
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let database = TestDatabase::create("social", agora_social::migrations).await;
+        let config = config_for(&database.url);
+        Self::spawn_with(database, config).await
+    }
+
+    /// Serves with `config` (its database URL may point elsewhere, e.g. through a proxy).
+    pub async fn spawn_with(database: TestDatabase, config: SocialConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(agora_social::http::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            client: Client::new(),
+            database,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value, token: Option<&str>) -> Response {
+        self.request(Method::POST, path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put_json(&self, path: &str, body: Value, token: Option<&str>) -> Response {
+        self.request(Method::PUT, path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::PUT, path, token).send().await.unwrap()
+    }
+
+    pub async fn register(&self, first_name: &str, second_name: &str) -> String {
+        let response = self
+            .post_json(
+                "/user/register",
+                json!({"first_name": first_name, "second_name": second_name, "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["user_id"]
+            .as_str()
+            .expect("user_id is a string")
+            .to_owned()
+    }
+
+    pub async fn login(&self, id: &str) -> String {
+        let response = self
+            .post_json("/login", json!({"id": id, "password": PASSWORD}), None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["token"]
+            .as_str()
+            .expect("token is a string")
+            .to_owned()
+    }
+
+    /// A registered, logged-in user: (id, token).
+    pub async fn user(&self, first_name: &str, second_name: &str) -> (String, String) {
+        let id = self.register(first_name, second_name).await;
+        let token = self.login(&id).await;
+        (id, token)
+    }
+
+    /// A direct connection to this test's database, for arranging and checking state.
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.database.url, NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts an error response: status, JSON envelope with a message, and the request id.
+pub async fn assert_error(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let header_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    assert_eq!(body["request_id"].as_str(), Some(header_id.as_str()));
+    assert!(body["code"].is_u64(), "numeric code in {body}");
+    body
+}

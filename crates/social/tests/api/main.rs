@@ -1,0 +1,7 @@
+//! End-to-end tests of the social network API: the real server on port 0, real PostgreSQL.
+
+mod common;
+mod friends;
+mod ops;
+mod posts;
+mod users;

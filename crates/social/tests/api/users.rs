@@ -1,0 +1,347 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{PASSWORD, TestApp, assert_error};
+
+#[tokio::test]
+async fn registration_with_only_the_required_fields_works_and_absent_fields_are_omitted() {
+    let app = TestApp::spawn().await;
+    let id = app.register("Иван", "Петров").await;
+    assert!(id.parse::<i64>().unwrap() > 0);
+
+    let response = app.get(&format!("/user/get/{id}"), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(
+        user,
+        json!({"id": id, "first_name": "Иван", "second_name": "Петров"})
+    );
+}
+
+#[tokio::test]
+async fn a_full_profile_round_trips() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post_json(
+            "/user/register",
+            json!({
+                "first_name": "Анна", "second_name": "Смирнова", "birthdate": "1992-04-17",
+                "biography": "Люблю горы", "city": "Москва", "password": PASSWORD
+            }),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = response.json::<Value>().await.unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = app.login(&id).await;
+
+    // Readable with and without a token.
+    for token in [None, Some(token.as_str())] {
+        let user: Value = app
+            .get(&format!("/user/get/{id}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            user,
+            json!({"id": id, "first_name": "Анна", "second_name": "Смирнова", "birthdate": "1992-04-17",
+                   "biography": "Люблю горы", "city": "Москва"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_registrations_get_400_with_a_message() {
+    let app = TestApp::spawn().await;
+    let valid = json!({"first_name": "Иван", "second_name": "Петров", "password": PASSWORD});
+    let with = |key: &str, value: Value| {
+        let mut body = valid.clone();
+        body[key] = value;
+        body
+    };
+    let without = |key: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body
+    };
+    let cases = [
+        without("first_name"),
+        without("second_name"),
+        without("password"),
+        with("password", json!("short")),
+        with("first_name", json!("   ")),
+        with("first_name", json!("x".repeat(101))),
+        with("birthdate", json!("17.04.1992")),
+        with("birthdate", json!("1992-02-30")),
+        with("birthdate", json!("2999-01-01")),
+        with("city", json!("Мос\u{0}ква")),
+        with("first_name", json!(42)),
+        with("unexpected", json!("field")),
+        json!([1, 2, 3]),
+    ];
+    for body in cases {
+        let response = app.post_json("/user/register", body.clone(), None).await;
+        assert_error(response, StatusCode::BAD_REQUEST).await;
+    }
+
+    let malformed = app
+        .request(reqwest::Method::POST, "/user/register", None)
+        .header("content-type", "application/json")
+        .body("{\"first_name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_error(malformed, StatusCode::BAD_REQUEST).await;
+
+    let not_json = app
+        .request(reqwest::Method::POST, "/user/register", None)
+        .body(valid.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_error(not_json, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let app = TestApp::spawn().await;
+    let body =
+        json!({"first_name": "a".repeat(100 * 1024), "second_name": "b", "password": PASSWORD});
+    let response = app.post_json("/user/register", body, None).await;
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+}
+
+#[tokio::test]
+async fn login_distinguishes_unknown_users_wrong_passwords_and_bad_input() {
+    let app = TestApp::spawn().await;
+    let id = app.register("Мария", "Кузнецова").await;
+
+    let token = app.login(&id).await;
+    assert_eq!(token.len(), 43, "256 bits in base64url");
+    assert_ne!(
+        token,
+        app.login(&id).await,
+        "every login issues a new token"
+    );
+
+    let wrong = app
+        .post_json(
+            "/login",
+            json!({"id": id, "password": "not the password"}),
+            None,
+        )
+        .await;
+    assert_error(wrong, StatusCode::BAD_REQUEST).await;
+
+    let unknown = app
+        .post_json(
+            "/login",
+            json!({"id": "123456789", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_error(unknown, StatusCode::NOT_FOUND).await;
+
+    for body in [
+        json!({"id": "abc", "password": PASSWORD}),
+        json!({"id": id}),
+        json!({"password": PASSWORD}),
+        json!({}),
+    ] {
+        assert_error(
+            app.post_json("/login", body, None).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_stored_hashed_and_expire() {
+    let app = TestApp::spawn().await;
+    let (id, token) = app.user("Ольга", "Козлова").await;
+    let other = app.register("Сергей", "Новиков").await;
+    let sql = app.sql().await;
+
+    let stored: Vec<u8> = sql
+        .query_one("SELECT token_hash FROM sessions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored.len(), 32);
+    assert_ne!(stored, token.as_bytes());
+
+    let path = format!("/friend/set/{other}");
+    assert_eq!(app.put(&path, Some(&token)).await.status(), StatusCode::OK);
+
+    let user_id: i64 = id.parse().unwrap();
+    sql.execute(
+        "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1",
+        &[&user_id],
+    )
+    .await
+    .unwrap();
+    let expired = app.put(&path, Some(&token)).await;
+    assert_eq!(expired.headers().get("www-authenticate").unwrap(), "Bearer");
+    assert_error(expired, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_user_ids() {
+    let app = TestApp::spawn().await;
+    assert_error(
+        app.get("/user/get/987654321", None).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    for bad in ["abc", "-1", "0", "1.5", "99999999999999999999"] {
+        assert_error(
+            app.get(&format!("/user/get/{bad}"), None).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_registrations_all_succeed_with_distinct_ids() {
+    let app = TestApp::spawn().await;
+    let mut registrations = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let request = app
+            .request(reqwest::Method::POST, "/user/register", None)
+            .json(&json!({"first_name": format!("Имя{i}"), "second_name": "Параллельный", "password": PASSWORD}));
+        registrations.spawn(async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()["user_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+    }
+    let mut ids = registrations.join_all().await;
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 16);
+    let count: i64 = app
+        .sql()
+        .await
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 16);
+}
+
+#[tokio::test]
+async fn search_is_a_case_insensitive_prefix_match_ordered_by_id() {
+    let app = TestApp::spawn().await;
+    let konstantin = app.register("Константин", "Осипов").await;
+    let konstantina = app.register("Константина", "Осипова").await;
+    app.register("Константин", "Петров").await;
+    app.register("Кирилл", "Осипов").await;
+
+    for token in [None, Some(app.login(&konstantin).await)] {
+        let response = app
+            .get(
+                "/user/search?first_name=конст&last_name=ОСИ",
+                token.as_deref(),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let users: Vec<Value> = response.json().await.unwrap();
+        let ids: Vec<&str> = users.iter().map(|u| u["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [konstantin.as_str(), konstantina.as_str()]);
+    }
+
+    // LIKE wildcards in the input are literal characters.
+    let users: Vec<Value> = app
+        .get("/user/search?first_name=%25&last_name=", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(users.is_empty());
+    // One empty prefix is allowed; the other narrows.
+    let users: Vec<Value> = app
+        .get("/user/search?first_name=&last_name=Петр", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 1);
+}
+
+#[tokio::test]
+async fn search_validates_its_parameters_and_caps_results() {
+    let app = TestApp::spawn().await;
+    for query in [
+        "",
+        "?first_name=a",
+        "?last_name=a",
+        "?first_name=&last_name=",
+        &format!("?first_name={}&last_name=a", "я".repeat(101)),
+    ] {
+        assert_error(
+            app.get(&format!("/user/search{query}"), None).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    app.sql()
+        .await
+        .batch_execute(
+            "INSERT INTO users (first_name, second_name, password_hash) \
+             SELECT 'Массовый', 'Пользователь' || i, 'x' FROM generate_series(1, 150) AS i",
+        )
+        .await
+        .unwrap();
+    let users: Vec<Value> = app
+        .get("/user/search?first_name=мас&last_name=поль", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 100);
+    let ids: Vec<i64> = users
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+}
+
+#[tokio::test]
+async fn the_search_query_is_served_by_the_name_prefix_index() {
+    let app = TestApp::spawn().await;
+    let sql = app.sql().await;
+    sql.batch_execute(
+        "INSERT INTO users (first_name, second_name, password_hash) \
+         SELECT (ARRAY['Иван','Пётр','Анна','Мария','Олег'])[1 + i % 5], 'Фамилия' || md5(i::text), 'x' \
+         FROM generate_series(1, 30000) AS i; ANALYZE users;",
+    )
+    .await
+    .unwrap();
+    // The same statement the store prepares, with the parameters the planner sees at bind time.
+    let plan: Vec<String> = sql
+        .query(
+            "EXPLAIN SELECT id, first_name, second_name, birthdate, biography, city FROM users \
+             WHERE lower(second_name) LIKE lower($1) AND lower(first_name) LIKE lower($2) ORDER BY id LIMIT $3",
+            &[&"фамилияab%", &"ив%", &100i64],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("users_name_prefix_idx"),
+        "plan does not use the index:\n{plan}"
+    );
+    assert!(!plan.contains("Seq Scan"), "plan scans the table:\n{plan}");
+}
