@@ -1,6 +1,7 @@
 //! Logging and metrics setup. Both are process-global, so they are installed once even when
 //! tests start many servers in one process.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -16,9 +17,11 @@ pub fn init_tracing(config: &TelemetryConfig) -> anyhow::Result<()> {
             config.log_filter
         )
     })?;
+    // Colours only on a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        .with_ansi(std::io::stdout().is_terminal());
     let _ = match config.log_format {
         LogFormat::Json => builder
             .json()

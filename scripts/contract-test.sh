@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Contract test: run schemathesis against a real `agora serve` on a freshly
+# migrated database, so the OpenAPI document and the server cannot drift apart.
+#
+# Needs the test stack (./dev stack up test); `./dev test` runs this for you.
+# Env: AGORA_BIN (default $CARGO_TARGET_DIR/debug/agora), AGORA_TEST_DATABASE_URL
+#      (admin URL of the test PostgreSQL), AGORA_CONTRACT_MAX_EXAMPLES (40).
+# Extra arguments go to `schemathesis run` (e.g. --seed 1, --include-path /login).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${XDG_CACHE_HOME:-$HOME/.cache}/agora/venv"
+SCHEMATHESIS_REQ='schemathesis>=4,<5'
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance
+MAX_EXAMPLES="${AGORA_CONTRACT_MAX_EXAMPLES:-40}"
+DB_NAME=agora_contract
+PASSWORD=contract-pass-1
+
+note() { printf 'contract: %s\n' "$*"; }
+die() { printf 'contract: error: %s\n' "$*" >&2; exit 1; }
+
+target_dir() {
+  local t=${CARGO_TARGET_DIR:-$ROOT/target}
+  [[ $t == /* ]] || t="$ROOT/$t"
+  printf '%s\n' "$t"
+}
+
+# A venv in the user cache survives `cargo clean` and is shared by clones.
+ensure_venv() {
+  local py="$VENV/bin/python"
+  # A venv whose interpreter vanished (e.g. pyenv upgrade) is rebuilt.
+  if [[ -x $py ]] && ! "$py" -c '' 2>/dev/null; then rm -rf "$VENV"; fi
+  if [[ ! -x $py ]]; then
+    command -v python3 >/dev/null || die "python3 not found (apt-get install python3 python3-venv)"
+    mkdir -p "$(dirname "$VENV")"
+    python3 -m venv "$VENV" || die "could not create $VENV (on Debian: apt-get install python3-venv)"
+  fi
+  if ! "$py" - <<'PY' 2>/dev/null; then
+import importlib.metadata as m, sys
+sys.exit(0 if m.version("schemathesis").split(".")[0] == "4" else 1)
+PY
+    note "installing $SCHEMATHESIS_REQ into $VENV"
+    "$py" -m pip install -q --disable-pip-version-check "$SCHEMATHESIS_REQ" ||
+      die "pip install $SCHEMATHESIS_REQ failed"
+  fi
+}
+
+psql_bin() {
+  if command -v psql >/dev/null; then command -v psql; return; fi
+  local p
+  p="$(printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n1)"
+  [[ -x $p ]] || die "psql not found (./dev stack up test installs PostgreSQL)"
+  printf '%s\n' "$p"
+}
+
+fresh_database() {
+  PGOPTIONS='-c client_min_messages=warning' "$(psql_bin)" "$ADMIN_URL" -X -q -v ON_ERROR_STOP=1 \
+    -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" \
+    -c "CREATE DATABASE $DB_NAME" >/dev/null ||
+    die "could not recreate database $DB_NAME via $ADMIN_URL (is the test stack up? ./dev stack up test)"
+}
+
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# One small HTTP client for the whole script: no curl/jq needed.
+http() { # method url [json-body] -> prints "STATUS BODY"
+  "$VENV/bin/python" - "$@" <<'PY'
+import sys, urllib.request, urllib.error
+method, url = sys.argv[1], sys.argv[2]
+data = sys.argv[3].encode() if len(sys.argv) > 3 else None
+req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"} if data else {})
+try:
+    with urllib.request.urlopen(req, timeout=5) as r:
+        print(r.status, r.read().decode(errors="replace"))
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode(errors="replace"))
+except Exception as e:
+    print(0, e)
+PY
+}
+
+json_field() { # field  (reads JSON on stdin)
+  "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+SERVER_PID=""
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_server() {
+  AGORA_DATABASE_URL="$DB_URL" "$BIN" migrate >>"$SERVER_LOG" 2>&1 || {
+    tail -n 20 "$SERVER_LOG" >&2
+    die "agora migrate failed (log: $SERVER_LOG)"
+  }
+  AGORA_DATABASE_URL="$DB_URL" AGORA_LISTEN="127.0.0.1:$PORT" "$BIN" serve >>"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+  local i
+  for ((i = 0; i < 60; i++)); do
+    kill -0 "$SERVER_PID" 2>/dev/null || {
+      tail -n 20 "$SERVER_LOG" >&2
+      die "agora serve exited during startup (log: $SERVER_LOG)"
+    }
+    [[ "$(http GET "$BASE/health")" == "200 "* ]] && return 0
+    sleep 0.5
+  done
+  die "GET $BASE/health did not return 200 within 30 s (log: $SERVER_LOG)"
+}
+
+login_token() {
+  local reply user_id
+  reply="$(http POST "$BASE/user/register" "{\"first_name\":\"Contract\",\"second_name\":\"Test\",\"password\":\"$PASSWORD\"}")"
+  [[ $reply == 2??" "* ]] || die "POST /user/register: $reply"
+  user_id="$(json_field user_id <<<"${reply#* }")" || die "no user_id in: $reply"
+  reply="$(http POST "$BASE/login" "{\"id\":\"$user_id\",\"password\":\"$PASSWORD\"}")"
+  [[ $reply == 200" "* ]] || die "POST /login: $reply"
+  json_field token <<<"${reply#* }" || die "no token in: $reply"
+}
+
+summary() { # junit-file exit-code
+  "$VENV/bin/python" - "$@" <<'PY'
+import sys, xml.etree.ElementTree as ET
+path, rc = sys.argv[1], int(sys.argv[2])
+verdict = "PASSED" if rc == 0 else f"FAILED (schemathesis exit {rc})"
+try:
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    n = lambda k: sum(int(s.get(k, 0)) for s in suites)
+    print(f"contract: {verdict}: {n('tests')} tests, {n('failures')} failures, {n('errors')} errors, {n('skipped')} skipped")
+except Exception:
+    print(f"contract: {verdict}")
+PY
+}
+
+main() {
+  BIN="${AGORA_BIN:-$(target_dir)/debug/agora}"
+  OUT="$(target_dir)/contract-test"
+  SERVER_LOG="$OUT/server.log"
+  ensure_venv
+  [[ -x $BIN ]] || die "no agora binary at $BIN (cargo build -p agora, or set AGORA_BIN)"
+  if [[ -z ${AGORA_TEST_DATABASE_URL:-} ]]; then
+    eval "$("$ROOT/dev" env test)"
+  fi
+  ADMIN_URL=$AGORA_TEST_DATABASE_URL
+  DB_URL="${ADMIN_URL%/*}/$DB_NAME"
+  mkdir -p "$OUT"
+  : >"$SERVER_LOG"
+
+  fresh_database
+  PORT="$(free_port)"
+  BASE="http://127.0.0.1:$PORT"
+  start_server
+  local token rc=0
+  token="$(login_token)"
+  note "server $BASE (pid $SERVER_PID), running schemathesis ($MAX_EXAMPLES examples per operation)"
+  # cd: schemathesis/hypothesis write scratch files into the cwd.
+  (cd "$OUT" && "$VENV/bin/schemathesis" run "$BASE/api/openapi.json" \
+    --checks "$CHECKS" \
+    --max-examples "$MAX_EXAMPLES" \
+    -H "Authorization: Bearer $token" \
+    --generation-database none \
+    --report junit --report-junit-path "$OUT/junit.xml" \
+    "$@") || rc=$?
+  stop_server
+  summary "$OUT/junit.xml" "$rc"
+  note "server log: $SERVER_LOG, junit: $OUT/junit.xml"
+  return "$rc"
+}
+
+main "$@"
