@@ -4,4 +4,5 @@ mod common;
 mod friends;
 mod ops;
 mod posts;
+mod seed;
 mod users;
