@@ -1,0 +1,5 @@
+//! agora-bench: load generation, result model, charts and reports.
+
+pub mod engine;
+pub mod model;
+pub mod report;
