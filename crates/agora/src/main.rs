@@ -27,6 +27,41 @@ enum Command {
     /// Load data into the database.
     #[command(subcommand)]
     Seed(SeedCommand),
+    /// Write request paths for agora-bench, drawn from the rows in the database.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
+}
+
+#[derive(Subcommand)]
+enum ScenarioCommand {
+    /// Name-prefix searches built from real users' names.
+    Search(SearchScenarioArgs),
+    /// Profile reads, searches and post reads of real rows, interleaved.
+    Smoke(ScenarioArgs),
+}
+
+#[derive(clap::Args)]
+struct ScenarioArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    /// Paths to write.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// Random seed: the same seed and data give the same paths.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// File to write, one path per line.
+    #[arg(long)]
+    out: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
+struct SearchScenarioArgs {
+    #[command(flatten)]
+    common: ScenarioArgs,
+    /// Prefix lengths and their weights, LENGTH=WEIGHT,...
+    #[arg(long, default_value = "2=30,3=40,4=30")]
+    mix: agora_social::scenario::PrefixMix,
 }
 
 #[derive(clap::Args)]
@@ -156,6 +191,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64(),
                 agora_social::seed::SEED_PASSWORD,
                 summary.first_user_id
+            );
+            Ok(())
+        }
+        Command::Scenario(scenario) => {
+            let (args, paths) = match scenario {
+                ScenarioCommand::Search(args) => {
+                    let pool = db::connect_pool(&args.common.database, "agora-scenario")?;
+                    let paths = agora_social::scenario::search_paths(
+                        &pool,
+                        args.common.count,
+                        &args.mix,
+                        args.common.seed,
+                    )
+                    .await?;
+                    println!("scenario: prefix mix {}", args.mix);
+                    (args.common, paths)
+                }
+                ScenarioCommand::Smoke(args) => {
+                    let pool = db::connect_pool(&args.database, "agora-scenario")?;
+                    let paths =
+                        agora_social::scenario::smoke_paths(&pool, args.count, args.seed).await?;
+                    (args, paths)
+                }
+            };
+            let mut text = paths.join("\n");
+            text.push('\n');
+            std::fs::write(&args.out, text)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            println!(
+                "scenario: wrote {} paths to {}",
+                paths.len(),
+                args.out.display()
             );
             Ok(())
         }

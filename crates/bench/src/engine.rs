@@ -1,5 +1,14 @@
-//! The closed workload model on raw hyper connections: N clients, each with its own keep-alive
-//! HTTP/1.1 connection, sends a request, waits for the whole reply, records, repeats.
+//! Two workload models on raw hyper connections, each client owning one keep-alive HTTP/1.1
+//! connection:
+//!
+//! - **closed**: N clients; each sends a request, waits for the whole reply, records, repeats.
+//!   Latency counts from the moment the request is sent.
+//! - **open**: requests are *scheduled* at a fixed rate (request k is due at `epoch + k/rate`)
+//!   and N connections take the next due request whenever they are free. Latency counts from
+//!   the due time, not from when a connection got round to sending it, so a stalled server is
+//!   charged for every request that should have gone out meanwhile (no coordinated omission,
+//!   the flaw Gil Tene describes in wrk and most closed-loop tools). Requests still unsent when
+//!   the measured phase ends are reported as the outcome `unsent`, not silently dropped.
 //!
 //! Memory is bounded whatever the duration: each client keeps one histogram for the current
 //! second and folds it into the shared per-second slot when the second changes, so the shared
@@ -32,8 +41,18 @@ pub struct Workload {
     pub bearer: Option<String>,
 }
 
+/// When each request is due.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// As soon as the client's previous request has completed.
+    Closed,
+    /// At a fixed arrival rate (requests/s) shared by all connections.
+    Open { rate: f64 },
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Phase {
+    pub pacing: Pacing,
     pub concurrency: u32,
     pub warmup: Duration,
     pub duration: Duration,
@@ -63,8 +82,29 @@ struct Shared {
     errors_live: AtomicU64,
 }
 
+/// Hands out due times in the open model: request k is due at `epoch + k * interval`.
+struct Schedule {
+    epoch: Instant,
+    interval: Duration,
+    next: AtomicU64,
+    /// Taken by a connection that then saw the phase end before sending it.
+    abandoned: AtomicU64,
+}
+
+impl Schedule {
+    fn due(&self, k: u64) -> Instant {
+        self.epoch + self.interval.mul_f64(k as f64)
+    }
+
+    /// How many requests were due at `at` (k = 0 is due at the epoch).
+    fn due_by(&self, at: Instant) -> u64 {
+        let elapsed = at.saturating_duration_since(self.epoch).as_secs_f64();
+        (elapsed / self.interval.as_secs_f64()).floor() as u64 + 1
+    }
+}
+
 /// Runs one load level and returns its point.
-pub async fn run_closed(workload: &Workload, phase: Phase, label: &str) -> Point {
+pub async fn run(workload: &Workload, phase: Phase, label: &str) -> Point {
     let shared = Arc::new(Shared {
         seconds: Mutex::new(Vec::new()),
         total: Mutex::new(histogram()),
@@ -76,6 +116,15 @@ pub async fn run_closed(workload: &Workload, phase: Phase, label: &str) -> Point
         errors_live: AtomicU64::new(0),
     });
     let measure_start = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let schedule = match phase.pacing {
+        Pacing::Closed => None,
+        Pacing::Open { rate } => Some(Arc::new(Schedule {
+            epoch: Instant::now(),
+            interval: Duration::from_secs_f64(1.0 / rate.max(0.001)),
+            next: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+        })),
+    };
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..phase.concurrency {
         clients.spawn(client_loop(
@@ -84,6 +133,7 @@ pub async fn run_closed(workload: &Workload, phase: Phase, label: &str) -> Point
             client as usize,
             shared.clone(),
             measure_start.clone(),
+            schedule.clone(),
         ));
     }
     tokio::time::sleep(phase.warmup).await;
@@ -97,27 +147,54 @@ pub async fn run_closed(workload: &Workload, phase: Phase, label: &str) -> Point
         in_flight_by_second.push(shared.in_flight.load(Ordering::Relaxed));
         let ok = shared.ok_live.load(Ordering::Relaxed);
         let errors = shared.errors_live.load(Ordering::Relaxed);
+        let level = match phase.pacing {
+            Pacing::Closed => format!("c={}", phase.concurrency),
+            Pacing::Open { rate } => format!("rate={rate} conns={}", phase.concurrency),
+        };
         eprint!(
-            "\r{label}: c={} {second}/{seconds}s ok={ok} errors={errors} rps={:.0}   ",
-            phase.concurrency,
+            "\r{label}: {level} {second}/{seconds}s ok={ok} errors={errors} rps={:.0}   ",
             ok as f64 / second as f64
         );
         let _ = std::io::stderr().flush();
     }
+    let ended = Instant::now();
     shared.recording.store(false, Ordering::SeqCst);
-    let measured = started.elapsed().as_secs_f64();
+    let measured = ended.duration_since(started).as_secs_f64();
     shared.stop.store(true, Ordering::SeqCst);
     // Clients finish their current request (bounded by the timeout) and flush.
     while clients.join_next().await.is_some() {}
     eprintln!();
-    summarize(
+    if let Some(schedule) = &schedule {
+        // Due inside the measured window but never taken by a connection: the backlog a
+        // too-slow target left behind. Counting them keeps the error rate honest.
+        let taken =
+            schedule.next.load(Ordering::SeqCst) - schedule.abandoned.load(Ordering::SeqCst);
+        let window_start = schedule.due_by(started);
+        let unsent = schedule
+            .due_by(ended)
+            .saturating_sub(taken.max(window_start));
+        if unsent > 0 {
+            *shared
+                .outcomes
+                .lock()
+                .await
+                .entry("unsent".into())
+                .or_default() += unsent;
+        }
+    }
+    let mut point = summarize(
         &shared,
         phase.concurrency,
         measured,
         seconds as usize,
         &in_flight_by_second,
     )
-    .await
+    .await;
+    if let Pacing::Open { rate } = phase.pacing {
+        point.target_rate = Some(rate);
+        point.errors += point.outcomes.get("unsent").copied().unwrap_or(0);
+    }
+    point
 }
 
 async fn connect(workload: &Workload) -> Option<http1::SendRequest<Empty<Bytes>>> {
@@ -134,6 +211,7 @@ async fn client_loop(
     client: usize,
     shared: Arc<Shared>,
     measure_start: Arc<std::sync::OnceLock<Instant>>,
+    schedule: Option<Arc<Schedule>>,
 ) {
     let mut sender = None;
     let mut index = client.wrapping_mul(7919);
@@ -147,7 +225,20 @@ async fn client_loop(
         }
         let path = &workload.paths[index % workload.paths.len()];
         index = index.wrapping_add(1);
-        let sent = Instant::now();
+        let sent = match &schedule {
+            None => Instant::now(),
+            Some(schedule) => {
+                let due = schedule.due(schedule.next.fetch_add(1, Ordering::Relaxed));
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                if shared.stop.load(Ordering::Relaxed) {
+                    schedule.abandoned.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                due
+            }
+        };
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let outcome = match sender.as_mut() {
             None => {

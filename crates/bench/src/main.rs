@@ -1,33 +1,58 @@
-//! `agora-bench`: measure an HTTP service at several concurrency levels and write a JSON result,
-//! SVG charts and a Markdown report. See `docs/benchmarks/README.md`.
+//! `agora-bench`: measure an HTTP service at several load levels and write a JSON result, SVG
+//! charts and a Markdown report (`run`), or re-render and merge earlier results (`render`).
+//! See `docs/benchmarks/README.md`.
 
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_bench::engine::{Phase, Workload, run_closed};
-use agora_bench::model::{MachineInfo, RunParams, RunReport, Series};
+use agora_bench::engine::{Pacing, Phase, Workload, run};
+use agora_bench::model::{MachineInfo, RunParams, RunReport, Section, Series};
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "agora-bench",
     version,
-    about = "Closed-model HTTP load on raw hyper connections, with HDR latency, charts and a report"
+    about = "HTTP load on raw hyper connections (closed and open models), with HDR latency, charts and a report"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure one or more series and write STEM.json, STEM-*.svg and STEM.md.
+    Run(RunArgs),
+    /// Merge earlier STEM.json results (series in the order given) and render them again.
+    Render(RenderArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
     /// Base URL of the server under test (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     target: String,
     /// A series as NAME=PATH, or NAME=@FILE with one path per line (cycled through). Repeat for
-    /// several series; the first is the ceiling the others are compared with.
+    /// several series.
     #[arg(long = "series", required = true)]
     series: Vec<String>,
-    /// Concurrent clients per load level.
+    /// The tool's own ceiling, measured first in every run and compared with every series: a
+    /// path the server answers without work. Empty to skip.
+    #[arg(long, default_value = "/health")]
+    ceiling: String,
+    /// Closed model: concurrent clients per load level.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     concurrency: Vec<u32>,
+    /// Open model: target arrival rates (requests/s) per load level; switches the model to open.
+    #[arg(long, value_delimiter = ',')]
+    rate: Vec<f64>,
+    /// Open model: connections that carry the scheduled requests.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
     #[arg(long, default_value_t = 2.0)]
     warmup_secs: f64,
     #[arg(long, default_value_t = 10.0)]
@@ -38,12 +63,33 @@ struct Cli {
     /// Bearer token sent with every request.
     #[arg(long)]
     token: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// A result file written by `run`; repeat to merge several runs into one report.
+    #[arg(long = "from", required = true)]
+    from: Vec<PathBuf>,
+    /// Markdown file whose text goes under the report's title.
+    #[arg(long)]
+    preamble: Option<PathBuf>,
+    /// TITLE=@FILE: a Markdown section added after the charts (repeat).
+    #[arg(long = "appendix")]
+    appendix: Vec<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Args)]
+struct OutputArgs {
     #[arg(long, default_value = "agora benchmark")]
     title: String,
     /// Notes for the report's Setup section (repeat).
     #[arg(long = "note")]
     notes: Vec<String>,
-    /// Output directory and file stem: writes STEM.json, STEM.md and STEM-*.svg.
+    /// Output directory; files are STEM.json, STEM.md and STEM-*.svg.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
     #[arg(long, default_value = "bench")]
@@ -98,10 +144,8 @@ fn machine() -> MachineInfo {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let uri: hyper::Uri = cli
-        .target
+fn resolve_loopback(target: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let uri: hyper::Uri = target
         .parse()
         .context("--target must be a URL like http://127.0.0.1:8080")?;
     let host = uri.host().context("--target needs a host")?.to_owned();
@@ -113,62 +157,98 @@ fn main() -> anyhow::Result<()> {
     if !address.ip().is_loopback() {
         bail!("agora-bench only loads servers on this machine (loopback); {address} is not");
     }
-    let series_specs = cli
-        .series
-        .iter()
-        .map(|spec| parse_series(spec))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((address, format!("{host}:{port}")))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn describe(paths: &[String]) -> String {
+    if paths.len() == 1 {
+        format!("GET {}", paths[0])
+    } else {
+        format!(
+            "GET, {} distinct paths cycled, e.g. {}",
+            paths.len(),
+            paths[0]
+        )
+    }
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<RunReport> {
+    let (address, host_header) = resolve_loopback(&args.target)?;
+    let mut series_specs = Vec::new();
+    if !args.ceiling.is_empty() {
+        series_specs.push(parse_series(&format!("ceiling {0}={0}", args.ceiling))?);
+    }
+    for spec in &args.series {
+        series_specs.push(parse_series(spec)?);
+    }
+    let open = !args.rate.is_empty();
+    if open && args.rate.iter().any(|rate| !rate.is_finite() || *rate <= 0.0) {
+        bail!("--rate values must be positive requests/s");
+    }
+    let levels: Vec<(Pacing, u32)> = if open {
+        args.rate
+            .iter()
+            .map(|&rate| (Pacing::Open { rate }, args.connections))
+            .collect()
+    } else {
+        args.concurrency
+            .iter()
+            .map(|&clients| (Pacing::Closed, clients))
+            .collect()
+    };
+    let mut report = RunReport {
+        title: args.output.title.clone(),
+        started_at: now_rfc3339(),
+        machine: machine(),
+        params: RunParams {
+            model: if open { "open" } else { "closed" }.into(),
+            warmup_secs: args.warmup_secs,
+            duration_secs: args.duration_secs,
+            timeout_ms: args.timeout_ms,
+        },
+        notes: args.output.notes.clone(),
+        series: Vec::new(),
+        preamble: String::new(),
+        appendix: Vec::new(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let started_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let mut report = RunReport {
-        title: cli.title.clone(),
-        started_at,
-        machine: machine(),
-        params: RunParams {
-            model: "closed".into(),
-            warmup_secs: cli.warmup_secs,
-            duration_secs: cli.duration_secs,
-            timeout_ms: cli.timeout_ms,
-        },
-        notes: cli.notes.clone(),
-        series: Vec::new(),
-    };
     runtime.block_on(async {
         for (name, paths) in series_specs {
-            let description = if paths.len() == 1 {
-                format!("GET {}", paths[0])
-            } else {
-                format!(
-                    "GET, {} distinct paths cycled, e.g. {}",
-                    paths.len(),
-                    paths[0]
-                )
-            };
+            let description = describe(&paths);
             let workload = Workload {
                 target: address,
-                host_header: format!("{host}:{port}"),
+                host_header: host_header.clone(),
                 paths: Arc::new(paths),
-                bearer: cli.token.clone(),
+                bearer: args.token.clone(),
             };
             let mut series = Series {
                 name: name.clone(),
                 description,
                 points: Vec::new(),
             };
-            for &concurrency in &cli.concurrency {
+            for &(pacing, concurrency) in &levels {
                 let phase = Phase {
+                    pacing,
                     concurrency,
-                    warmup: Duration::from_secs_f64(cli.warmup_secs),
-                    duration: Duration::from_secs_f64(cli.duration_secs),
-                    timeout: Duration::from_millis(cli.timeout_ms),
+                    warmup: Duration::from_secs_f64(args.warmup_secs),
+                    duration: Duration::from_secs_f64(args.duration_secs),
+                    timeout: Duration::from_millis(args.timeout_ms),
                 };
-                let point = run_closed(&workload, phase, &name).await;
+                let point = run(&workload, phase, &name).await;
                 eprintln!(
-                    "{name}: c={concurrency} rps={:.0} p50={:.2}ms p99={:.2}ms errors={}",
+                    "{name}: {} rps={:.0} p50={:.2}ms p99={:.2}ms errors={}",
+                    match pacing {
+                        Pacing::Closed => format!("c={concurrency}"),
+                        Pacing::Open { rate } => format!("rate={rate}"),
+                    },
                     point.throughput_rps,
                     point.latency.p50_us as f64 / 1000.0,
                     point.latency.p99_us as f64 / 1000.0,
@@ -179,9 +259,72 @@ fn main() -> anyhow::Result<()> {
             report.series.push(series);
         }
     });
-    std::fs::create_dir_all(&cli.out)?;
-    let written = agora_bench::report::write_all(&report, &cli.out, &cli.stem)?;
-    for path in written {
+    Ok(report)
+}
+
+fn render_command(args: RenderArgs) -> anyhow::Result<RunReport> {
+    let mut merged: Option<RunReport> = None;
+    for path in &args.from {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let report: RunReport = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an agora-bench result", path.display()))?;
+        match merged.as_mut() {
+            None => merged = Some(report),
+            Some(into) => {
+                if into.params.model != report.params.model {
+                    bail!(
+                        "cannot merge a {} run into a {} run",
+                        report.params.model,
+                        into.params.model
+                    );
+                }
+                for note in report.notes {
+                    if !into.notes.contains(&note) {
+                        into.notes.push(note);
+                    }
+                }
+                into.series.extend(report.series);
+                into.appendix.extend(report.appendix);
+            }
+        }
+    }
+    let mut report = merged.context("--from names no result")?;
+    report.title = args.output.title.clone();
+    report.notes.extend(args.output.notes.iter().cloned());
+    if let Some(path) = &args.preamble {
+        report.preamble =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    }
+    for spec in &args.appendix {
+        let (title, file) = spec
+            .split_once("=@")
+            .context("--appendix takes TITLE=@FILE")?;
+        report.appendix.push(Section {
+            title: title.to_owned(),
+            markdown: std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
+        });
+    }
+    Ok(report)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (report, output) = match cli.command {
+        Command::Run(args) => {
+            let output_dir = args.output.out.clone();
+            let stem = args.output.stem.clone();
+            (run_command(args)?, (output_dir, stem))
+        }
+        Command::Render(args) => {
+            let output_dir = args.output.out.clone();
+            let stem = args.output.stem.clone();
+            (render_command(args)?, (output_dir, stem))
+        }
+    };
+    let (dir, stem) = output;
+    std::fs::create_dir_all(&dir)?;
+    for path in agora_bench::report::write_all(&report, &dir, &stem)? {
         println!("wrote {}", path.display());
     }
     Ok(())

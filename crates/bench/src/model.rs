@@ -18,6 +18,19 @@ pub struct RunReport {
     /// bullet list under "Setup".
     pub notes: Vec<String>,
     pub series: Vec<Series>,
+    /// Markdown placed under the title: the study's question and reading of the results.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub preamble: String,
+    /// Extra sections after the charts (query plans, DDL, raw facts a scenario gathered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub appendix: Vec<Section>,
+}
+
+/// A titled Markdown section of the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Section {
+    pub title: String,
+    pub markdown: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -137,6 +137,9 @@ pub fn render_markdown(report: &RunReport, stem: &str, charts: &[Chart]) -> Stri
         "Run started {}. Raw results: [`{stem}.json`]({stem}.json).\n",
         pretty_time(&report.started_at)
     );
+    if !report.preamble.trim().is_empty() {
+        let _ = writeln!(md, "{}\n", report.preamble.trim());
+    }
 
     md.push_str("## Setup\n\n");
     let m = &report.machine;
@@ -194,6 +197,10 @@ pub fn render_markdown(report: &RunReport, stem: &str, charts: &[Chart]) -> Stri
             let _ = writeln!(md, "![{}]({}.png)\n", c.title, c.file_stem);
             let _ = writeln!(md, "[SVG version]({}.svg)\n", c.file_stem);
         }
+    }
+    for section in &report.appendix {
+        let _ = writeln!(md, "## {}\n", section.title.trim());
+        let _ = writeln!(md, "{}\n", section.markdown.trim());
     }
     while md.ends_with("\n\n") {
         md.pop();

@@ -129,6 +129,8 @@ fn report(series: Vec<Series>) -> RunReport {
             "prefixes: 1 to 3 letters, uniform".to_owned(),
         ],
         series,
+        preamble: String::new(),
+        appendix: Vec::new(),
     }
 }
 

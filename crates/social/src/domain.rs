@@ -148,6 +148,10 @@ pub fn id(field: &'static str, text: &str) -> Result<i64, SocialError> {
 /// A name search: two prefixes, turned into escaped `LIKE` patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameSearch {
+    /// The prefixes as given (trimmed): the bounds of the index range scan.
+    pub first_name_prefix: String,
+    pub second_name_prefix: String,
+    /// The same prefixes as LIKE patterns with wildcards escaped: the exact filter.
     pub first_name_pattern: String,
     pub second_name_pattern: String,
 }
@@ -178,6 +182,8 @@ impl NameSearch {
             }
         }
         Ok(Self {
+            first_name_prefix: first.to_owned(),
+            second_name_prefix: last.to_owned(),
             first_name_pattern: like_prefix(first),
             second_name_pattern: like_prefix(last),
         })

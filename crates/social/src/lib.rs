@@ -8,6 +8,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod scenario;
 pub mod seed;
 pub mod service;
 mod store;

@@ -110,19 +110,31 @@ impl Store {
 
     pub async fn search_users(&self, search: &NameSearch) -> Result<Vec<UserRecord>, DbError> {
         let db = self.pool.get().await?;
-        // lower() of the pattern, not of the input in Rust, so both sides use PostgreSQL's
-        // case mapping; it leaves the escaped wildcards alone.
+        // lower() of the input here, not in Rust, so both sides use PostgreSQL's case mapping.
+        //
+        // The prefix is stated twice. As a byte-wise range (`~>=~`, `~<~`, the operators of the
+        // index's text_pattern_ops) it is an index condition even in a generic plan, where the
+        // prefix is an unknown parameter; `LIKE $1` alone is not, and PostgreSQL switches a
+        // prepared statement to its generic plan after five runs, which then seq-scans a
+        // million rows (docs/benchmarks/user-search.md ran into that). U+10FFFF, the highest
+        // code point, closes the range. The LIKE keeps the match exact.
         let statement = db
             .prepare_cached(&format!(
                 "SELECT {USER_COLUMNS} FROM users \
-                 WHERE lower(second_name) LIKE lower($1) AND lower(first_name) LIKE lower($2) \
-                 ORDER BY id LIMIT $3"
+                 WHERE lower(second_name) ~>=~ lower($1) \
+                   AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
+                   AND lower(first_name) ~>=~ lower($2) \
+                   AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
+                   AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4) \
+                 ORDER BY id LIMIT $5"
             ))
             .await?;
         let rows = db
             .query(
                 &statement,
                 &[
+                    &search.second_name_prefix,
+                    &search.first_name_prefix,
                     &search.second_name_pattern,
                     &search.first_name_pattern,
                     &SEARCH_RESULT_CAP,

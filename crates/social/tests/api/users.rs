@@ -1,7 +1,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{PASSWORD, TestApp, assert_error};
+use agora_platform::testing::TestDatabase;
+
+use crate::common::{PASSWORD, TestApp, assert_error, config_for};
 
 #[tokio::test]
 async fn registration_with_only_the_required_fields_works_and_absent_fields_are_omitted() {
@@ -326,22 +328,93 @@ async fn the_search_query_is_served_by_the_name_prefix_index() {
     )
     .await
     .unwrap();
-    // The same statement the store prepares, with the parameters the planner sees at bind time.
-    let plan: Vec<String> = sql
-        .query(
-            "EXPLAIN SELECT id, first_name, second_name, birthdate, biography, city FROM users \
-             WHERE lower(second_name) LIKE lower($1) AND lower(first_name) LIKE lower($2) ORDER BY id LIMIT $3",
-            &[&"фамилияab%", &"ив%", &100i64],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(
-        plan.contains("users_name_prefix_idx"),
-        "plan does not use the index:\n{plan}"
-    );
-    assert!(!plan.contains("Seq Scan"), "plan scans the table:\n{plan}");
+    // The statement the store prepares, planned for these values (custom) and for any values
+    // (generic: what a prepared statement settles on after five runs).
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        sql.batch_execute(&format!("SET plan_cache_mode = {mode}"))
+            .await
+            .unwrap();
+        let plan: Vec<String> = sql
+            .query(
+                "EXPLAIN SELECT id, first_name, second_name, birthdate, biography, city FROM users \
+                 WHERE lower(second_name) ~>=~ lower($1) \
+                   AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
+                   AND lower(first_name) ~>=~ lower($2) \
+                   AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
+                   AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4) \
+                 ORDER BY id LIMIT $5",
+                &[&"фамилияab", &"ив", &"фамилияab%", &"ив%", &100i64],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("users_name_prefix_idx"),
+            "{mode}: plan does not use the index:\n{plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan"),
+            "{mode}: plan scans the table:\n{plan}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn search_uses_an_index_created_while_the_server_runs() {
+    // A named prepared statement switches to a generic plan after five runs, and a generic plan
+    // of `LIKE $1` can only seq-scan; it would keep doing so after the index is back. The store
+    // plans each search for its values, so an index built online serves the very next search.
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let mut config = config_for(&database.url);
+    config.database.pool_size = 1; // every search on the same server connection
+    let app = TestApp::spawn_with(database, config).await;
+    let sql = app.sql().await;
+    sql.batch_execute(
+        "INSERT INTO users (first_name, second_name, password_hash) \
+         SELECT (ARRAY['Иван','Пётр','Анна','Мария','Олег'])[1 + i % 5], md5(i::text), 'x' \
+         FROM generate_series(1, 200000) AS i; \
+         DROP INDEX users_name_prefix_idx; ANALYZE users;",
+    )
+    .await
+    .unwrap();
+    let search = "/user/search?first_name=%D0%B8%D0%B2&last_name=ab";
+    for _ in 0..8 {
+        assert_eq!(app.get(search, None).await.status(), StatusCode::OK);
+    }
+    sql.batch_execute(
+        "CREATE INDEX users_name_prefix_idx ON users \
+         (lower(second_name) text_pattern_ops, lower(first_name) text_pattern_ops); ANALYZE users;",
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(app.get(search, None).await.status(), StatusCode::OK);
+    }
+    // An idle backend may hold its statistics for ten seconds; one that exits flushes them.
+    sql.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut scans = 0i64;
+    for _ in 0..40 {
+        scans = sql
+            .query_one(
+                "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'users_name_prefix_idx'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if scans >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(scans >= 3, "the index served {scans} of 3 searches");
 }

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# The user-search study (docs/benchmarks/user-search.md), reproduced with one command:
+# `./dev bench search`, which starts the dev stack and then runs this script.
+#
+# In its own database (agora_bench) on the dev PostgreSQL it seeds a million users if they are
+# not there yet, serves them on 127.0.0.1:8090 and measures, in one run:
+#   1. the load tool's ceiling: GET /health;
+#   2. search with the name-prefix index dropped;
+#   3. search with the index rebuilt.
+# Each with EXPLAIN (ANALYZE, BUFFERS) of the same query, and the CPU seconds the server,
+# PostgreSQL and the load tool used, so the report can say where the time went.
+#
+# Env: AGORA_BIN_DIR (release binaries), AGORA_PG_BIN, AGORA_PG_PORT, AGORA_PG_PID (postmaster),
+#      set by ./dev; BENCH_LEVELS (1,10,100,1000), BENCH_WARMUP (2), BENCH_DURATION (10),
+#      BENCH_POOL (32), BENCH_PATHS (1000), BENCH_MIX (2=30,3=40,4=30), BENCH_OUT
+#      (docs/benchmarks).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BIN=${AGORA_BIN_DIR:?run through ./dev bench search}
+PSQL="$AGORA_PG_BIN/psql"
+LEVELS=${BENCH_LEVELS:-1,10,100,1000}
+WARMUP=${BENCH_WARMUP:-2}
+DURATION=${BENCH_DURATION:-10}
+POOL=${BENCH_POOL:-32}
+PATH_COUNT=${BENCH_PATHS:-1000}
+MIX=${BENCH_MIX:-2=30,3=40,4=30}
+OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
+STEM=user-search
+LISTEN=127.0.0.1:8090
+DB=agora_bench
+ADMIN_URL="postgres://agora:agora@127.0.0.1:$AGORA_PG_PORT/postgres"
+export AGORA_DATABASE_URL="postgres://agora:agora@127.0.0.1:$AGORA_PG_PORT/$DB"
+WORK="$(mktemp -d)"
+SERVER_PID=""
+
+note() { printf 'bench: %s\n' "$*"; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+sql() { PGPASSWORD=agora "$PSQL" -X -q -v ON_ERROR_STOP=1 -At "$AGORA_DATABASE_URL" "$@"; }
+
+INDEX_DDL=""
+cleanup() {
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  # An interrupted run must not leave the database without its index.
+  if [[ -n $INDEX_DDL ]]; then
+    sql -c "${INDEX_DDL/CREATE INDEX/CREATE INDEX IF NOT EXISTS}" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# CPU seconds used so far by the postmaster and every backend it has (or had) forked.
+cpu_ticks_of() { # pid: utime+stime+cutime+cstime of that process, 0 if gone
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+  stat=${stat##*) }
+  awk '{print $12+$13+$14+$15}' <<<"$stat"
+}
+postgres_ticks() {
+  local total pid
+  total=$(cpu_ticks_of "$AGORA_PG_PID")
+  for pid in $(pgrep -P "$AGORA_PG_PID" || true); do
+    total=$((total + $(cpu_ticks_of "$pid")))
+  done
+  echo "$total"
+}
+TICKS_PER_SEC=$(getconf CLK_TCK)
+
+# --- data ---------------------------------------------------------------------------------
+PGPASSWORD=agora "$PSQL" -X -q -At "$ADMIN_URL" -c "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 ||
+  PGPASSWORD=agora "$PSQL" -X -q "$ADMIN_URL" -c "CREATE DATABASE $DB" || die "could not create database $DB"
+"$BIN/agora" migrate >/dev/null
+users=$(sql -c "SELECT count(*) FROM users")
+if ((users == 0)); then
+  note "seeding 1,000,000 users into $DB (once; about 20 s)"
+  "$BIN/agora" seed users --users 1000000
+  users=1000000
+elif ((users < 1000000)); then
+  die "$DB has $users users, fewer than the study's million; drop it (DROP DATABASE $DB) and rerun"
+fi
+
+INDEX_DDL=$(sql -c "SELECT pg_get_indexdef('users_name_prefix_idx'::regclass)" 2>/dev/null || true)
+if [[ -z $INDEX_DDL ]]; then
+  # A previous run was interrupted between drop and rebuild: the migration's definition.
+  INDEX_DDL="CREATE INDEX users_name_prefix_idx ON public.users USING btree (lower(second_name) text_pattern_ops, lower(first_name) text_pattern_ops)"
+  sql -c "$INDEX_DDL"
+fi
+
+# --- server -------------------------------------------------------------------------------
+AGORA_LISTEN=$LISTEN AGORA_DB_POOL_SIZE=$POOL AGORA_LOG=warn "$BIN/agora" serve >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+ready() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://$LISTEN/ready" 2>/dev/null; }
+for _ in $(seq 100); do
+  ready && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "server exited"; }
+  sleep 0.1
+done
+ready || die "server did not become ready on $LISTEN"
+
+"$BIN/agora" scenario search --count "$PATH_COUNT" --mix "$MIX" --seed 1 --out "$WORK/paths.txt"
+
+# The statement the server prepares (crates/social/src/store.rs, search_users), explained with
+# the first sampled prefixes. A prepared statement runs custom plans (planned for the values)
+# for its first five executions, then usually settles on its generic plan; both are shown.
+read -r FIRST LAST < <(python3 - "$WORK/paths.txt" <<'PY'
+import sys, urllib.parse
+line = open(sys.argv[1]).readline().strip()
+q = urllib.parse.parse_qs(urllib.parse.urlsplit(line).query)
+print(q["first_name"][0], q["last_name"][0])
+PY
+)
+STATEMENT='SELECT id, first_name, second_name, birthdate, biography, city FROM users
+ WHERE lower(second_name) ~>=~ lower($1) AND lower(second_name) ~<~ (lower($1) || chr(1114111))
+   AND lower(first_name) ~>=~ lower($2) AND lower(first_name) ~<~ (lower($2) || chr(1114111))
+   AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4)
+ ORDER BY id LIMIT 100'
+explain() { # custom|generic
+  sql -c "SET plan_cache_mode = force_$1_plan" \
+    -c "PREPARE search(text, text, text, text) AS $STATEMENT" \
+    -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE search('$LAST', '$FIRST', '$LAST%', '$FIRST%')"
+}
+
+# CPU seconds of this shell's finished children (the load tool runs as one), into CHILD_CPU.
+# `times` must run in this shell: in a pipeline or $(...) it would count the subshell's children.
+children_cpu() {
+  times >"$WORK/times"
+  CHILD_CPU=$(tail -n1 "$WORK/times" | awk '{
+    n = split($1 " " $2, parts, " "); total = 0
+    for (i = 1; i <= n; i++) { split(parts[i], ms, /[ms]/); total += ms[1] * 60 + ms[2] }
+    print total }')
+}
+now() { date +%s.%N; }
+
+# One agora-bench run with CPU accounting; writes $WORK/$1.json and $WORK/$1.cpu
+# (wall seconds, then CPU seconds of the server, PostgreSQL and the load tool).
+measure() { # name agora-bench-args...
+  local name=$1 t0 pg0 srv0 bench0
+  shift
+  children_cpu
+  t0=$(now) pg0=$(postgres_ticks) srv0=$(cpu_ticks_of "$SERVER_PID") bench0=$CHILD_CPU
+  "$BIN/agora-bench" run --target "http://$LISTEN" --ceiling "" --concurrency "$LEVELS" \
+    --warmup-secs "$WARMUP" --duration-secs "$DURATION" --out "$WORK" --stem "$name" "$@" >/dev/null
+  children_cpu
+  awk -v wall="$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')" \
+    -v srv="$(($(cpu_ticks_of "$SERVER_PID") - srv0))" -v pg="$(($(postgres_ticks) - pg0))" \
+    -v bench="$(awk -v a="$bench0" -v b="$CHILD_CPU" 'BEGIN{print b-a}')" -v hz="$TICKS_PER_SEC" \
+    'BEGIN { printf "%.1f %.1f %.1f %.1f\n", wall, srv / hz, pg / hz, bench }' >"$WORK/$name.cpu"
+}
+
+note "dropping the index"
+sql -c "DROP INDEX users_name_prefix_idx"
+sql -c "ANALYZE users"
+note "EXPLAIN without the index"
+explain custom >"$WORK/plan-without.txt"
+
+note "1/3 the load tool's ceiling: GET /health"
+measure ceiling --series "ceiling: GET /health=/health"
+note "2/3 search without the index"
+measure without --series "search, no index=@$WORK/paths.txt"
+note "rebuilding the index"
+t0=$(now)
+sql -c "$INDEX_DDL"
+sql -c "ANALYZE users"
+INDEX_BUILD_SECS=$(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}')
+note "3/3 search with the index"
+measure with --series "search, with index=@$WORK/paths.txt"
+explain custom >"$WORK/plan-custom.txt"
+explain generic >"$WORK/plan-generic.txt"
+
+# --- report -------------------------------------------------------------------------------
+setting() { sql -c "SHOW $1"; }
+{
+  printf '| series | wall s | server CPU s | PostgreSQL CPU s | load tool CPU s | cores busy |\n'
+  printf '|---|---:|---:|---:|---:|---:|\n'
+  for name in ceiling without with; do
+    read -r wall srv pg bench <"$WORK/$name.cpu"
+    label=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["series"][0]["name"])' "$WORK/$name.json")
+    awk -v l="$label" -v w="$wall" -v s="$srv" -v p="$pg" -v b="$bench" \
+      'BEGIN { printf "| %s | %s | %s | %s | %s | %.2f |\n", l, w, s, p, b, (s + p + b) / w }'
+  done
+  printf '\nCPU seconds over each series'"'"' whole sweep (warm-ups included), from /proc: the server process, the\n'
+  printf 'postmaster with every backend, and the load tool. "cores busy" is their sum over wall time; this\n'
+  printf 'machine has %s.\n' "$(nproc) cores"
+} >"$WORK/cpu.md"
+{
+  printf 'The statement the server prepares, with the prefixes `%s` and `%s` (the first of the\n' "$LAST" "$FIRST"
+  printf 'sampled searches), explained by `psql` right after each measurement.\n\n'
+  printf '```sql\n%s\n```\n\n' "$STATEMENT"
+  printf '### Without the index\n\n```\n%s\n```\n\n' "$(cat "$WORK/plan-without.txt")"
+  printf '### With the index: a custom plan\n\n'
+  printf 'Planned for these values, as in the first five executions on each connection.\n\n'
+  printf '```\n%s\n```\n\n' "$(cat "$WORK/plan-custom.txt")"
+  printf '### With the index: the generic plan\n\n'
+  printf 'Planned once for any values; what the prepared statement settles on after that.\n\n'
+  printf '```\n%s\n```\n' "$(cat "$WORK/plan-generic.txt")"
+} >"$WORK/plans.md"
+{
+  printf '```sql\n%s;\n```\n\n' "$INDEX_DDL"
+  printf 'Rebuilt in %s s on 1M rows during this run.\n\n' "$INDEX_BUILD_SECS"
+  cat "$ROOT/scripts/bench/user-search-index.md"
+} >"$WORK/index.md"
+
+server_version=$(setting server_version)
+"$BIN/agora-bench" render --title "User search: a million users, before and after the name-prefix index" \
+  --from "$WORK/ceiling.json" --from "$WORK/without.json" --from "$WORK/with.json" \
+  --preamble "$ROOT/scripts/bench/user-search-intro.md" \
+  --appendix "Where the CPU went=@$WORK/cpu.md" \
+  --appendix "Query plans=@$WORK/plans.md" \
+  --appendix "The index=@$WORK/index.md" \
+  --note "Data: $users seeded users (\`agora seed users --users 1000000\`, seed 42), in database \`$DB\`" \
+  --note "Requests: $PATH_COUNT search paths from real users' names (\`agora scenario search --mix $MIX --seed 1\`), cycled by every client" \
+  --note "Server: one \`agora serve\`, release build, pool of $POOL connections (\`AGORA_DB_POOL_SIZE\`), wait timeout 10 s, on $LISTEN" \
+  --note "PostgreSQL $server_version: max_connections $(setting max_connections), shared_buffers $(setting shared_buffers), work_mem $(setting work_mem), max_parallel_workers_per_gather $(setting max_parallel_workers_per_gather)" \
+  --note "Server, PostgreSQL and load tool share this machine's cores" \
+  --out "$OUT" --stem "$STEM" >/dev/null
+
+for svg in "$OUT/$STEM"-*.svg; do
+  rsvg-convert --background-color=white -o "${svg%.svg}.png" "$svg"
+done
+note "report: $OUT/$STEM.md"
