@@ -228,7 +228,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Seed(SeedCommand::Demo(config)) => {
             let pool = db::connect_pool(&config.database, "agora-seed")?;
-            let service = SocialService::new(pool, &config);
+            let service = SocialService::new(pool, &config)?;
             let summary = agora_social::demo::load(&service)
                 .await
                 .map_err(|error| anyhow::anyhow!("loading demo data: {error}"))?;
@@ -250,5 +250,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Flattened configs must not reuse an argument id (clap only checks in debug builds,
+        // at the first parse, so a clash would otherwise surface as a crash on start).
+        super::Cli::command().debug_assert();
     }
 }

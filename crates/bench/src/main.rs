@@ -188,7 +188,12 @@ fn run_command(args: RunArgs) -> anyhow::Result<RunReport> {
         series_specs.push(parse_series(spec)?);
     }
     let open = !args.rate.is_empty();
-    if open && args.rate.iter().any(|rate| !rate.is_finite() || *rate <= 0.0) {
+    if open
+        && args
+            .rate
+            .iter()
+            .any(|rate| !rate.is_finite() || *rate <= 0.0)
+    {
         bail!("--rate values must be positive requests/s");
     }
     let levels: Vec<(Pacing, u32)> = if open {

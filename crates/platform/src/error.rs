@@ -25,6 +25,7 @@ pub enum ErrorCode {
     Internal = 5000,
     DatabaseUnavailable = 5001,
     Overloaded = 5002,
+    CacheUnavailable = 5003,
 }
 
 /// A response-ready error: status, class, human message and an optional retry hint.

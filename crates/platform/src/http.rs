@@ -237,7 +237,9 @@ type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
 /// `/health` (the process answers), `/ready` (its dependencies answer) and `/metrics`.
 #[derive(Clone, Default)]
 pub struct OpsEndpoints {
-    checks: Vec<(&'static str, ReadinessCheck)>,
+    /// (name, check, critical): a failing critical check makes `/ready` answer 503; a failing
+    /// optional one (a cache with a fallback) is listed under `degraded` with a 200.
+    checks: Vec<(&'static str, ReadinessCheck, bool)>,
     scrape_hooks: Vec<ScrapeHook>,
 }
 
@@ -250,7 +252,17 @@ impl OpsEndpoints {
         name: &'static str,
         check: impl Fn() -> CheckFuture + Send + Sync + 'static,
     ) -> Self {
-        self.checks.push((name, Arc::new(check)));
+        self.checks.push((name, Arc::new(check), true));
+        self
+    }
+
+    /// A dependency the service can run without, more slowly or with less.
+    pub fn optional_check(
+        mut self,
+        name: &'static str,
+        check: impl Fn() -> CheckFuture + Send + Sync + 'static,
+    ) -> Self {
+        self.checks.push((name, Arc::new(check), false));
         self
     }
 
@@ -275,16 +287,27 @@ impl OpsEndpoints {
 async fn readiness(ops: Arc<OpsEndpoints>) -> Response {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
-    for (name, check) in &ops.checks {
+    let mut degraded = Vec::new();
+    for (name, check, critical) in &ops.checks {
         let outcome = match tokio::time::timeout(READINESS_TIMEOUT, check()).await {
             Ok(Ok(())) => "ok".to_owned(),
             Ok(Err(error)) => error,
             Err(_) => format!("no answer within {} ms", READINESS_TIMEOUT.as_millis()),
         };
-        ready &= outcome == "ok";
+        if outcome != "ok" {
+            if *critical {
+                ready = false;
+            } else {
+                degraded.push(*name);
+            }
+        }
         checks.insert((*name).to_owned(), outcome.into());
     }
-    let body = Json(json!({"status": if ready { "ready" } else { "degraded" }, "checks": checks}));
+    let mut body = json!({"status": if ready { "ready" } else { "degraded" }, "checks": checks});
+    if !degraded.is_empty() {
+        body["degraded"] = json!(degraded);
+    }
+    let body = Json(body);
     if ready {
         (StatusCode::OK, body).into_response()
     } else {

@@ -3,6 +3,8 @@ use std::time::Duration;
 use agora_platform::config::{DatabaseConfig, HttpConfig};
 use clap::Args;
 
+use crate::feed::FeedConfig;
+
 /// Everything the social network server needs; flags or `AGORA_*` variables.
 #[derive(Debug, Clone, Args)]
 pub struct SocialConfig {
@@ -11,6 +13,9 @@ pub struct SocialConfig {
 
     #[command(flatten)]
     pub http: HttpConfig,
+
+    #[command(flatten)]
+    pub feed: FeedConfig,
 
     /// Lifetime of a login token, in seconds.
     #[arg(long = "token-ttl-secs", env = "AGORA_TOKEN_TTL_SECS", default_value_t = 24 * 3600,

@@ -13,6 +13,28 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
 pub const MAX_POST_CHARS: usize = 10_000;
 pub const MAX_SEARCH_PREFIX_CHARS: usize = 100;
+/// The largest feed page: enough to read past the 1000 cached posts in one request.
+pub const MAX_FEED_LIMIT: usize = 5000;
+/// The deepest feed offset served: deeper pages are a crawl, not a reader.
+pub const MAX_FEED_OFFSET: usize = 100_000;
+
+/// Validates the feed's `offset` (default 0) and `limit` (default 10). The contract types them
+/// as numbers, so `10.0` is accepted; fractions and negatives are not.
+pub fn feed_window(offset: Option<f64>, limit: Option<f64>) -> Result<(usize, usize), SocialError> {
+    let whole = |name: &str, value: f64, min: usize, max: usize| {
+        if value.fract() != 0.0 || !value.is_finite() || value < min as f64 || value > max as f64 {
+            Err(SocialError::invalid(format!(
+                "{name} must be a whole number from {min} to {max}"
+            )))
+        } else {
+            Ok(value as usize)
+        }
+    };
+    Ok((
+        whole("offset", offset.unwrap_or(0.0), 0, MAX_FEED_OFFSET)?,
+        whole("limit", limit.unwrap_or(10.0), 1, MAX_FEED_LIMIT)?,
+    ))
+}
 /// `/user/search` returns at most this many users, lowest ids first. Short prefixes match tens
 /// of thousands of users among a million; nobody reads past the first screens of those.
 pub const SEARCH_RESULT_CAP: i64 = 100;
@@ -266,5 +288,21 @@ mod tests {
         assert_eq!(search.second_name_pattern, "b\\\\%");
         assert!(NameSearch::parse(Some("".into()), Some(" ".into())).is_err());
         assert!(NameSearch::parse(None, Some("x".into())).is_err());
+    }
+
+    #[test]
+    fn feed_window_defaults_and_bounds() {
+        assert_eq!(feed_window(None, None).unwrap(), (0, 10));
+        assert_eq!(feed_window(Some(1000.0), Some(10.0)).unwrap(), (1000, 10));
+        for (offset, limit) in [
+            (Some(-1.0), None),
+            (Some(0.5), None),
+            (None, Some(0.0)),
+            (None, Some(5001.0)),
+            (Some(f64::NAN), None),
+            (Some(100_001.0), None),
+        ] {
+            assert!(feed_window(offset, limit).is_err(), "{offset:?} {limit:?}");
+        }
     }
 }

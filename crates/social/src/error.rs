@@ -1,5 +1,6 @@
 use std::borrow::Cow;
 
+use agora_platform::cache::CacheError;
 use agora_platform::credentials::HashingError;
 use agora_platform::db::DbError;
 use agora_platform::error::{ApiError, ErrorCode};
@@ -21,6 +22,9 @@ pub enum SocialError {
     Database(#[from] DbError),
     #[error(transparent)]
     Hashing(#[from] HashingError),
+    /// Only where no fallback exists; reads fall back to the database.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 impl SocialError {
@@ -80,6 +84,17 @@ impl IntoResponse for SocialError {
             }
             SocialError::Hashing(error) => {
                 tracing::error!(error = %error, "password hashing failed");
+                ApiError::internal()
+            }
+            SocialError::Cache(CacheError::Unavailable(cause)) => {
+                tracing::warn!(error = %cause, "redis unavailable");
+                ApiError::unavailable(
+                    ErrorCode::CacheUnavailable,
+                    "the cache is unavailable; retry shortly",
+                )
+            }
+            SocialError::Cache(error) => {
+                tracing::error!(error = %error, "redis error");
                 ApiError::internal()
             }
         };

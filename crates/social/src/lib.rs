@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod scenario;
 pub mod seed;

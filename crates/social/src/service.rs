@@ -2,12 +2,17 @@
 
 use std::time::Duration;
 
+use std::future::Future;
+
+use agora_platform::cache::{CacheError, Redis};
 use agora_platform::credentials::{PasswordHasher, issue_token, stored_token_hash};
 use agora_platform::db::DbPool;
 
 use crate::config::SocialConfig;
 use crate::domain::{NameSearch, NewUser};
 use crate::error::SocialError;
+use crate::feed::cache::FeedCache;
+use crate::feed::{FeedPost, FeedReader};
 use crate::store::{Ownership, PostRecord, Store, UserRecord};
 
 pub use crate::store::{PostRecord as Post, UserRecord as User};
@@ -17,14 +22,47 @@ pub struct SocialService {
     store: Store,
     hasher: PasswordHasher,
     token_ttl: Duration,
+    feed: FeedReader,
 }
 
 impl SocialService {
-    pub fn new(pool: DbPool, config: &SocialConfig) -> Self {
-        Self {
-            store: Store::new(pool),
+    /// Fails only on invalid configuration; Redis is connected on first use.
+    pub fn new(pool: DbPool, config: &SocialConfig) -> anyhow::Result<Self> {
+        let store = Store::new(pool);
+        let redis = Redis::new(&config.feed.redis)?;
+        let cache = FeedCache::new(
+            redis,
+            &config.feed.key_prefix(),
+            config.feed.capacity as usize,
+            config.feed.inactive_after(),
+        );
+        Ok(Self {
+            feed: FeedReader::new(store.clone(), cache),
+            store,
             hasher: PasswordHasher::new(config.hash_concurrency(), config.password_hash_queue),
             token_ttl: config.token_ttl(),
+        })
+    }
+
+    pub fn feed(&self) -> &FeedReader {
+        &self.feed
+    }
+
+    /// Posts `offset..offset + limit` of the user's feed: friends' posts, newest first.
+    pub async fn feed_page(
+        &self,
+        user_id: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<FeedPost>, SocialError> {
+        self.feed.page(user_id, offset, limit).await
+    }
+
+    /// Cache changes the author or user should see at once. The outbox makes them happen
+    /// anyway (the worker repeats them), so a Redis that is down here only delays them.
+    async fn best_effort(&self, what: &str, change: impl Future<Output = Result<(), CacheError>>) {
+        if let Err(error) = change.await {
+            tracing::warn!(%error, what, "cache update deferred to the feed worker");
         }
     }
 
@@ -80,11 +118,12 @@ impl SocialService {
         if user_id == friend_id {
             return Err(SocialError::invalid("you cannot befriend yourself"));
         }
-        if self.store.add_friend(user_id, friend_id).await? {
-            Ok(())
-        } else {
-            Err(SocialError::NotFound("user not found"))
+        if !self.store.add_friend(user_id, friend_id).await? {
+            return Err(SocialError::NotFound("user not found"));
         }
+        self.best_effort("drop feed", self.feed.cache().drop_feed(user_id))
+            .await;
+        Ok(())
     }
 
     pub async fn remove_friend(&self, user_id: i64, friend_id: i64) -> Result<(), SocialError> {
@@ -94,7 +133,10 @@ impl SocialService {
         if !self.store.user_exists(friend_id).await? {
             return Err(SocialError::NotFound("user not found"));
         }
-        Ok(self.store.remove_friend(user_id, friend_id).await?)
+        self.store.remove_friend(user_id, friend_id).await?;
+        self.best_effort("drop feed", self.feed.cache().drop_feed(user_id))
+            .await;
+        Ok(())
     }
 
     pub async fn create_post(&self, author_id: i64, text: &str) -> Result<i64, SocialError> {
@@ -114,11 +156,20 @@ impl SocialService {
         id: i64,
         text: &str,
     ) -> Result<(), SocialError> {
-        owned(self.store.update_post(author_id, id, text).await?)
+        owned(self.store.update_post(author_id, id, text).await?)?;
+        self.best_effort("forget post", self.feed.cache().forget_post(id))
+            .await;
+        Ok(())
     }
 
     pub async fn delete_post(&self, author_id: i64, id: i64) -> Result<(), SocialError> {
-        owned(self.store.delete_post(author_id, id).await?)
+        owned(self.store.delete_post(author_id, id).await?)?;
+        self.best_effort(
+            "tombstone post",
+            self.feed.cache().store_posts(&[(id, None)]),
+        )
+        .await;
+        Ok(())
     }
 }
 

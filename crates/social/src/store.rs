@@ -7,6 +7,7 @@ use time::Date;
 use tokio_postgres::Row;
 
 use crate::domain::{NameSearch, NewUser, SEARCH_RESULT_CAP};
+use crate::feed::FeedEventKind;
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -36,6 +37,17 @@ pub struct PostRecord {
     pub id: i64,
     pub author_id: i64,
     pub text: String,
+}
+
+impl PostRecord {
+    /// From a row of `id, author_id, text`.
+    fn from_row(row: &Row) -> Self {
+        Self {
+            id: row.get(0),
+            author_id: row.get(1),
+            text: row.get(2),
+        }
+    }
 }
 
 /// What a conditional change found.
@@ -179,34 +191,45 @@ impl Store {
             .map(|row| row.get(0)))
     }
 
-    /// Idempotent. `Ok(false)` when `friend_id` does not exist.
+    /// Idempotent. `Ok(false)` when `friend_id` does not exist. A new friendship and its
+    /// outbox event commit together.
     pub async fn add_friend(&self, user_id: i64, friend_id: i64) -> Result<bool, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        let statement = tx
             .prepare_cached(
                 "INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2) \
                  ON CONFLICT ON CONSTRAINT friendships_pkey DO NOTHING",
             )
             .await?;
-        match db
+        let inserted = match tx
             .execute(&statement, &[&user_id, &friend_id])
             .await
             .map_err(DbError::from)
         {
-            Ok(_) => Ok(true),
+            Ok(inserted) => inserted,
             Err(error) if error.violated_constraint() == Some("friendships_friend_id_fkey") => {
-                Ok(false)
+                return Ok(false);
             }
-            Err(error) => Err(error),
+            Err(error) => return Err(error),
+        };
+        if inserted > 0 {
+            append_outbox(&tx, FeedEventKind::FriendAdded, user_id, friend_id).await?;
         }
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn remove_friend(&self, user_id: i64, friend_id: i64) -> Result<(), DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        let statement = tx
             .prepare_cached("DELETE FROM friendships WHERE user_id = $1 AND friend_id = $2")
             .await?;
-        db.execute(&statement, &[&user_id, &friend_id]).await?;
+        if tx.execute(&statement, &[&user_id, &friend_id]).await? > 0 {
+            append_outbox(&tx, FeedEventKind::FriendRemoved, user_id, friend_id).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -219,11 +242,15 @@ impl Store {
     }
 
     pub async fn create_post(&self, author_id: i64, text: &str) -> Result<i64, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        let statement = tx
             .prepare_cached("INSERT INTO posts (author_id, text) VALUES ($1, $2) RETURNING id")
             .await?;
-        Ok(db.query_one(&statement, &[&author_id, &text]).await?.get(0))
+        let id: i64 = tx.query_one(&statement, &[&author_id, &text]).await?.get(0);
+        append_outbox(&tx, FeedEventKind::PostCreated, author_id, id).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     pub async fn post(&self, id: i64) -> Result<Option<PostRecord>, DbError> {
@@ -247,22 +274,32 @@ impl Store {
         id: i64,
         text: &str,
     ) -> Result<Ownership, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        let statement = tx
             .prepare_cached(
                 "UPDATE posts SET text = $3, updated_at = now() WHERE id = $1 AND author_id = $2",
             )
             .await?;
-        let changed = db.execute(&statement, &[&id, &author_id, &text]).await?;
+        let changed = tx.execute(&statement, &[&id, &author_id, &text]).await?;
+        if changed > 0 {
+            append_outbox(&tx, FeedEventKind::PostUpdated, author_id, id).await?;
+        }
+        tx.commit().await?;
         self.ownership(&db, changed, id).await
     }
 
     pub async fn delete_post(&self, author_id: i64, id: i64) -> Result<Ownership, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
+        let mut db = self.pool.get().await?;
+        let tx = db.transaction().await?;
+        let statement = tx
             .prepare_cached("DELETE FROM posts WHERE id = $1 AND author_id = $2")
             .await?;
-        let changed = db.execute(&statement, &[&id, &author_id]).await?;
+        let changed = tx.execute(&statement, &[&id, &author_id]).await?;
+        if changed > 0 {
+            append_outbox(&tx, FeedEventKind::PostDeleted, author_id, id).await?;
+        }
+        tx.commit().await?;
         self.ownership(&db, changed, id).await
     }
 
@@ -284,5 +321,99 @@ impl Store {
         } else {
             Ownership::NotFound
         })
+    }
+}
+
+/// Records a change for the feed pipeline inside the transaction that makes it.
+async fn append_outbox(
+    tx: &deadpool_postgres::Transaction<'_>,
+    kind: FeedEventKind,
+    actor_id: i64,
+    subject_id: i64,
+) -> Result<(), DbError> {
+    let statement = tx
+        .prepare_cached("INSERT INTO feed_outbox (kind, actor_id, subject_id) VALUES ($1, $2, $3)")
+        .await?;
+    tx.execute(&statement, &[&kind.as_str(), &actor_id, &subject_id])
+        .await?;
+    Ok(())
+}
+
+/// Feed queries. Each friend contributes at most the rows a page can use (LATERAL ... LIMIT),
+/// so a friend with a million posts costs no more than one with a thousand.
+impl Store {
+    /// The newest `limit` post ids of the user's friends.
+    pub async fn feed_ids(&self, user_id: i64, limit: i64) -> Result<Vec<i64>, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT p.id FROM friendships f CROSS JOIN LATERAL \
+                   (SELECT id FROM posts WHERE author_id = f.friend_id ORDER BY id DESC LIMIT $2) p \
+                 WHERE f.user_id = $1 ORDER BY p.id DESC LIMIT $2",
+            )
+            .await?;
+        let rows = db.query(&statement, &[&user_id, &limit]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Friends' posts with ids below `before`, newest first, skipping `skip`.
+    pub async fn feed_posts_before(
+        &self,
+        user_id: i64,
+        before: i64,
+        skip: i64,
+        limit: i64,
+    ) -> Result<Vec<PostRecord>, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT p.id, p.author_id, p.text FROM friendships f CROSS JOIN LATERAL \
+                   (SELECT id, author_id, text FROM posts \
+                    WHERE author_id = f.friend_id AND id < $2 ORDER BY id DESC LIMIT $3::bigint + $4::bigint) p \
+                 WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $3 LIMIT $4",
+            )
+            .await?;
+        let rows = db
+            .query(&statement, &[&user_id, &before, &skip, &limit])
+            .await?;
+        Ok(rows.iter().map(PostRecord::from_row).collect())
+    }
+
+    pub async fn posts_by_ids(&self, ids: &[i64]) -> Result<Vec<PostRecord>, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached("SELECT id, author_id, text FROM posts WHERE id = ANY($1)")
+            .await?;
+        let rows = db.query(&statement, &[&ids]).await?;
+        Ok(rows.iter().map(PostRecord::from_row).collect())
+    }
+
+    /// An author's newest `limit` post ids.
+    pub async fn author_post_ids(&self, author_id: i64, limit: i64) -> Result<Vec<i64>, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached("SELECT id FROM posts WHERE author_id = $1 ORDER BY id DESC LIMIT $2")
+            .await?;
+        let rows = db.query(&statement, &[&author_id, &limit]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Which of `candidates` the user has as friends.
+    pub async fn friends_among(
+        &self,
+        user_id: i64,
+        candidates: &[i64],
+    ) -> Result<Vec<i64>, DbError> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT friend_id FROM friendships WHERE user_id = $1 AND friend_id = ANY($2)",
+            )
+            .await?;
+        let rows = db.query(&statement, &[&user_id, &candidates]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }

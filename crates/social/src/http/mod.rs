@@ -25,8 +25,13 @@ use crate::service::{Post, SocialService, User};
 pub fn app(service: SocialService, config: &SocialConfig) -> Router {
     let pool = service.pool().clone();
     let scrape_pool = pool.clone();
+    let redis = service.feed().cache().redis().clone();
     let ops = OpsEndpoints::default()
         .check("postgres", db::readiness_check(pool))
+        .optional_check("redis", move || {
+            let redis = redis.clone();
+            Box::pin(async move { redis.ping().await.map_err(|error| error.to_string()) })
+        })
         .on_scrape(move || db::record_pool_metrics(&scrape_pool, "primary"));
     let api = Router::new()
         .route("/login", post(users::login))
@@ -39,6 +44,7 @@ pub fn app(service: SocialService, config: &SocialConfig) -> Router {
         .route("/post/update", put(posts::update))
         .route("/post/delete/{id}", put(posts::delete))
         .route("/post/get/{id}", get(posts::get))
+        .route("/post/feed", get(posts::feed))
         .with_state(service);
     let router = api.merge(docs::router()).merge(ops.router());
     finish_router(router, &config.http)
@@ -51,7 +57,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = db::connect_pool(&config.database, "agora-social")?;
-    let service = SocialService::new(pool, &config);
+    let service = SocialService::new(pool, &config)?;
     let app = app(service, &config);
     let grace = std::time::Duration::from_secs(config.http.shutdown_grace_secs);
     serve(listener, app, shutdown, grace).await?;
@@ -106,6 +112,16 @@ pub struct PostBody {
     id: String,
     text: String,
     author_user_id: String,
+}
+
+impl From<crate::feed::FeedPost> for PostBody {
+    fn from(post: crate::feed::FeedPost) -> Self {
+        Self {
+            id: post.id.to_string(),
+            text: post.text,
+            author_user_id: post.author_id.to_string(),
+        }
+    }
 }
 
 impl From<Post> for PostBody {

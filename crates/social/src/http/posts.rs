@@ -1,4 +1,4 @@
-use agora_platform::http::{JsonBody, PathParams};
+use agora_platform::http::{JsonBody, PathParams, QueryParams};
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -60,4 +60,21 @@ pub async fn get(
 ) -> Result<Json<PostBody>, SocialError> {
     let id = domain::id("id", &id)?;
     Ok(Json(service.post(id).await?.into()))
+}
+
+#[derive(Deserialize)]
+pub struct FeedQuery {
+    offset: Option<f64>,
+    limit: Option<f64>,
+}
+
+/// `GET /post/feed`: friends' posts, newest first.
+pub async fn feed(
+    State(service): State<SocialService>,
+    AuthUser(me): AuthUser,
+    QueryParams(query): QueryParams<FeedQuery>,
+) -> Result<Json<Vec<PostBody>>, SocialError> {
+    let (offset, limit) = domain::feed_window(query.offset, query.limit)?;
+    let posts = service.feed_page(me, offset, limit).await?;
+    Ok(Json(posts.into_iter().map(PostBody::from).collect()))
 }

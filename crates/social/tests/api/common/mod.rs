@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use agora_platform::config::{DatabaseConfig, HttpConfig};
 use agora_platform::testing::TestDatabase;
 use agora_social::SocialConfig;
+use agora_social::feed::FeedConfig;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -19,6 +20,7 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
     pub address: SocketAddr,
+    pub config: SocialConfig,
     pub client: Client,
     pub database: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
@@ -36,10 +38,30 @@ pub fn config_for(database_url: &str) -> SocialConfig {
             max_body_bytes: 64 * 1024,
             shutdown_grace_secs: 1,
         },
+        feed: FeedConfig {
+            namespace: unique_namespace(),
+            ..FeedConfig::for_redis(redis_url())
+        },
         token_ttl_secs: 3600,
         password_hash_concurrency: 2,
         password_hash_queue: 256,
     }
+}
+
+/// The test stack's Redis (`./dev env test`), shared by all tests: each app gets its own
+/// namespace.
+pub fn redis_url() -> String {
+    std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
+}
+
+pub fn unique_namespace() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "test{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl TestApp {
@@ -54,11 +76,16 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(agora_social::http::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(agora_social::http::run(
+            config.clone(),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             address,
+            config,
             client: Client::new(),
             database,
             stop: Some(stop),
@@ -134,6 +161,72 @@ impl TestApp {
         let id = self.register(first_name, second_name).await;
         let token = self.login(&id).await;
         (id, token)
+    }
+
+    /// A Redis connection, for arranging and checking the cache.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.config.feed.redis.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Deletes every Redis key of this app, as FLUSHALL would (other tests share the Redis).
+    pub async fn flush_redis(&self) {
+        let mut redis = self.redis().await;
+        let pattern = format!("{}*", self.config.feed.key_prefix());
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Creates a post through the API and returns its id.
+    pub async fn post(&self, token: &str, text: &str) -> String {
+        let response = self
+            .post_json("/post/create", json!({"text": text}), Some(token))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<String>().await.unwrap()
+    }
+
+    /// A feed page as (post id, text, author id) triples.
+    pub async fn feed(
+        &self,
+        token: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Vec<(String, String, String)> {
+        let response = self
+            .get(
+                &format!("/post/feed?offset={offset}&limit={limit}"),
+                Some(token),
+            )
+            .await;
+        let status = response.status();
+        if status != StatusCode::OK {
+            panic!("feed answered {status}: {}", response.text().await.unwrap());
+        }
+        let posts: Vec<Value> = response.json().await.unwrap();
+        posts
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_owned(),
+                    p["text"].as_str().unwrap().to_owned(),
+                    p["author_user_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
     }
 
     /// A direct connection to this test's database, for arranging and checking state.

@@ -1,0 +1,121 @@
+//! Redis: a handle that connects lazily and reconnects by itself, with bounded timeouts, so a
+//! Redis that is down at start or goes away later costs callers a quick error (which they turn
+//! into a fallback or a 503) and never a hung request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Mutex;
+
+/// How to reach Redis.
+#[derive(Debug, Clone, Args)]
+pub struct RedisConfig {
+    /// Redis URL.
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "AGORA_REDIS_URL",
+        default_value = "redis://127.0.0.1:63790"
+    )]
+    pub url: String,
+
+    /// Longest wait for one Redis command (or a connect), in milliseconds. Short: Redis is a
+    /// cache, and a slow cache should be skipped, not waited for.
+    #[arg(
+        id = "redis_timeout_ms",
+        long = "redis-timeout-ms",
+        env = "AGORA_REDIS_TIMEOUT_MS",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..=60_000)
+    )]
+    pub timeout_ms: u64,
+}
+
+impl RedisConfig {
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            timeout_ms: 500,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Redis cannot be reached or did not answer in time: use the fallback.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error (a bug on our side, e.g. a script error).
+    #[error("redis error: {0}")]
+    Command(String),
+}
+
+impl From<redis::RedisError> for CacheError {
+    fn from(error: redis::RedisError) -> Self {
+        if error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_unrecoverable_error()
+        {
+            CacheError::Unavailable(error.to_string())
+        } else {
+            CacheError::Command(error.to_string())
+        }
+    }
+}
+
+/// A cheap-to-clone Redis handle.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    timeout: Duration,
+    manager: Arc<Mutex<Option<ConnectionManager>>>,
+}
+
+impl Redis {
+    /// Validates the URL; does not connect (the first command does).
+    pub fn new(config: &RedisConfig) -> anyhow::Result<Self> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|error| anyhow::anyhow!("AGORA_REDIS_URL {:?}: {error}", config.url))?;
+        Ok(Self {
+            client,
+            timeout: config.timeout(),
+            manager: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// A multiplexed connection; clones share one socket, which the manager re-opens after it
+    /// breaks.
+    pub async fn connection(&self) -> Result<ConnectionManager, CacheError> {
+        let mut slot = self.manager.lock().await;
+        if let Some(manager) = slot.as_ref() {
+            return Ok(manager.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let manager = tokio::time::timeout(
+            self.timeout * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| CacheError::Unavailable("connect timed out".into()))??;
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// PING, for readiness.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut connection = self.connection().await?;
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(())
+    }
+}

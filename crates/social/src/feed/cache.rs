@@ -1,0 +1,397 @@
+//! The feed's Redis layout. Everything here is a cache of PostgreSQL: any key may vanish
+//! (expiry, FLUSHALL, a restart) and is rebuilt from the database on the next read.
+//!
+//! Every key starts with the deployment's namespace prefix (`agora:` by default).
+//!
+//! - `feed:{user}`: the user's newest post ids, one string: a flag byte (`1` = this is the
+//!   whole feed, `0` = older posts may exist in the database), then 8-byte big-endian ids,
+//!   newest first, at most `capacity` of them. 1000 entries take 8 KB, against ~118 KB for a
+//!   sorted set of the same ids (BRIEF §3). It expires when the user has not read it for
+//!   `inactive_after`: inactive users get no pushes, and their feed is rebuilt when they return.
+//! - `authorposts:{author}`: the same layout for a celebrity's own newest posts, which are not
+//!   pushed into followers' feeds but merged into them at read time.
+//! - `celebs`: the set of celebrity authors; `celebs:version` changes when it grows.
+//! - `feedcelebs:{user}`: `version|` and the packed ids of the celebrities the user follows.
+//! - `post:{id}`: 8-byte author id then the text; an empty string marks a deleted post.
+
+use std::time::Duration;
+
+use agora_platform::cache::{CacheError, Redis};
+use redis::Script;
+
+/// Newest-first post ids with the "complete" flag, decoded from a feed-layout string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdList {
+    pub ids: Vec<i64>,
+    /// True when no older entries exist beyond `ids`.
+    pub complete: bool,
+}
+
+impl IdList {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(1 + self.ids.len() * 8);
+        bytes.push(if self.complete { b'1' } else { b'0' });
+        for id in &self.ids {
+            bytes.extend_from_slice(&id.to_be_bytes());
+        }
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&flag, body) = bytes.split_first()?;
+        if body.len() % 8 != 0 {
+            return None;
+        }
+        Some(Self {
+            complete: flag == b'1',
+            ids: body
+                .chunks_exact(8)
+                .map(|chunk| i64::from_be_bytes(chunk.try_into().expect("8-byte chunk")))
+                .collect(),
+        })
+    }
+}
+
+/// A cached post body; `None` text marks a deleted post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedPost {
+    pub author_id: i64,
+    pub text: String,
+}
+
+fn encode_post(post: Option<&CachedPost>) -> Vec<u8> {
+    match post {
+        None => Vec::new(),
+        Some(post) => {
+            let mut bytes = Vec::with_capacity(8 + post.text.len());
+            bytes.extend_from_slice(&post.author_id.to_be_bytes());
+            bytes.extend_from_slice(post.text.as_bytes());
+            bytes
+        }
+    }
+}
+
+/// `Some(None)`: known deleted; `None`: not cached.
+fn decode_post(bytes: Option<Vec<u8>>) -> Option<Option<CachedPost>> {
+    let bytes = bytes?;
+    if bytes.is_empty() {
+        return Some(None);
+    }
+    if bytes.len() < 8 {
+        return None;
+    }
+    let author_id = i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let text = String::from_utf8(bytes[8..].to_vec()).ok()?;
+    Some(Some(CachedPost { author_id, text }))
+}
+
+/// What one read needs from Redis, fetched in one round trip.
+#[derive(Debug, Default)]
+pub struct FeedSnapshot {
+    pub feed: Option<IdList>,
+    pub celebs_version: i64,
+    /// The celebrities the user follows, if cached for the current `celebs_version`.
+    pub followed_celebs: Option<Vec<i64>>,
+}
+
+#[derive(Clone)]
+pub struct FeedCache {
+    redis: Redis,
+    /// Prepended to every key, so several deployments (or tests) can share one Redis.
+    prefix: String,
+    push: Script,
+    retract: Script,
+    /// Entries kept per feed.
+    pub capacity: usize,
+    inactive_after: Duration,
+    post_ttl: Duration,
+}
+
+impl FeedCache {
+    pub fn new(redis: Redis, prefix: &str, capacity: usize, inactive_after: Duration) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_owned(),
+            push: Script::new(include_str!("push.lua")),
+            retract: Script::new(include_str!("retract.lua")),
+            capacity,
+            inactive_after,
+            post_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    pub fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
+    pub fn feed_key(&self, user_id: i64) -> String {
+        format!("{}feed:{user_id}", self.prefix)
+    }
+
+    fn author_posts_key(&self, author_id: i64) -> String {
+        format!("{}authorposts:{author_id}", self.prefix)
+    }
+
+    fn feed_celebs_key(&self, user_id: i64) -> String {
+        format!("{}feedcelebs:{user_id}", self.prefix)
+    }
+
+    fn post_key(&self, post_id: i64) -> String {
+        format!("{}post:{post_id}", self.prefix)
+    }
+
+    fn celebs_key(&self) -> String {
+        format!("{}celebs", self.prefix)
+    }
+
+    fn celebs_version_key(&self) -> String {
+        format!("{}celebs:version", self.prefix)
+    }
+
+    /// The user's feed, celebrity version and followed celebrities; touching the feed keeps it
+    /// alive for another `inactive_after`.
+    pub async fn snapshot(&self, user_id: i64) -> Result<FeedSnapshot, CacheError> {
+        let mut connection = self.redis.connection().await?;
+        // (feed, EXPIRE's answer, celebrity version, followed celebrities)
+        type Answers = (Option<Vec<u8>>, i64, Option<i64>, Option<Vec<u8>>);
+        let (feed, _, version, celebs): Answers = redis::pipe()
+            .get(self.feed_key(user_id))
+            .expire(self.feed_key(user_id), self.inactive_after.as_secs() as i64)
+            .get(self.celebs_version_key())
+            .get(self.feed_celebs_key(user_id))
+            .query_async(&mut connection)
+            .await?;
+        let celebs_version = version.unwrap_or(0);
+        let followed_celebs = celebs.and_then(|bytes| {
+            let separator = bytes.iter().position(|&b| b == b'|')?;
+            let version: i64 = std::str::from_utf8(&bytes[..separator])
+                .ok()?
+                .parse()
+                .ok()?;
+            (version == celebs_version).then(|| {
+                bytes[separator + 1..]
+                    .chunks_exact(8)
+                    .map(|chunk| i64::from_be_bytes(chunk.try_into().expect("8 bytes")))
+                    .collect()
+            })
+        });
+        Ok(FeedSnapshot {
+            feed: feed.as_deref().and_then(IdList::decode),
+            celebs_version,
+            followed_celebs,
+        })
+    }
+
+    pub async fn store_feed(&self, user_id: i64, feed: &IdList) -> Result<(), CacheError> {
+        let mut connection = self.redis.connection().await?;
+        let _: () = redis::cmd("SET")
+            .arg(self.feed_key(user_id))
+            .arg(feed.encode())
+            .arg("EX")
+            .arg(self.inactive_after.as_secs())
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn store_followed_celebs(
+        &self,
+        user_id: i64,
+        version: i64,
+        celebs: &[i64],
+    ) -> Result<(), CacheError> {
+        let mut value = format!("{version}|").into_bytes();
+        for id in celebs {
+            value.extend_from_slice(&id.to_be_bytes());
+        }
+        let mut connection = self.redis.connection().await?;
+        let _: () = redis::cmd("SET")
+            .arg(self.feed_celebs_key(user_id))
+            .arg(value)
+            .arg("EX")
+            .arg(self.inactive_after.as_secs())
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a user's feed (their friends changed): the next read rebuilds it.
+    pub async fn drop_feed(&self, user_id: i64) -> Result<(), CacheError> {
+        let mut connection = self.redis.connection().await?;
+        let _: () = redis::cmd("DEL")
+            .arg(self.feed_key(user_id))
+            .arg(self.feed_celebs_key(user_id))
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts `post_id` into those of `keys` that exist; one round trip for the whole batch.
+    pub async fn push(&self, keys: &[String], post_id: i64) -> Result<u64, CacheError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut connection = self.redis.connection().await?;
+        let mut invocation = self.push.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        invocation
+            .arg(&post_id.to_be_bytes()[..])
+            .arg(self.capacity);
+        Ok(invocation.invoke_async(&mut connection).await?)
+    }
+
+    /// Removes `post_id` from those of `keys` that hold it.
+    pub async fn retract(&self, keys: &[String], post_id: i64) -> Result<u64, CacheError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut connection = self.redis.connection().await?;
+        let mut invocation = self.retract.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        invocation.arg(&post_id.to_be_bytes()[..]);
+        Ok(invocation.invoke_async(&mut connection).await?)
+    }
+
+    /// Celebrities' own recent posts, by author; `None` where not cached.
+    pub async fn author_posts(&self, authors: &[i64]) -> Result<Vec<Option<IdList>>, CacheError> {
+        if authors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.redis.connection().await?;
+        let keys: Vec<String> = authors.iter().map(|a| self.author_posts_key(*a)).collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await?;
+        Ok(values
+            .into_iter()
+            .map(|value| value.as_deref().and_then(IdList::decode))
+            .collect())
+    }
+
+    pub async fn store_author_posts(
+        &self,
+        author_id: i64,
+        posts: &IdList,
+    ) -> Result<(), CacheError> {
+        let mut connection = self.redis.connection().await?;
+        let _: () = redis::cmd("SET")
+            .arg(self.author_posts_key(author_id))
+            .arg(posts.encode())
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a celebrity; bumps the version when the set grows, so readers recompute which
+    /// celebrities they follow.
+    pub async fn add_celebrity(&self, author_id: i64) -> Result<bool, CacheError> {
+        let mut connection = self.redis.connection().await?;
+        let added: i64 = redis::cmd("SADD")
+            .arg(self.celebs_key())
+            .arg(author_id)
+            .query_async(&mut connection)
+            .await?;
+        if added > 0 {
+            let _: i64 = redis::cmd("INCR")
+                .arg(self.celebs_version_key())
+                .query_async(&mut connection)
+                .await?;
+        }
+        Ok(added > 0)
+    }
+
+    pub async fn celebrities(&self) -> Result<Vec<i64>, CacheError> {
+        let mut connection = self.redis.connection().await?;
+        Ok(redis::cmd("SMEMBERS")
+            .arg(self.celebs_key())
+            .query_async(&mut connection)
+            .await?)
+    }
+
+    /// Cached bodies by post id: `Some(None)` is a known-deleted post, `None` not cached.
+    pub async fn posts(&self, ids: &[i64]) -> Result<Vec<Option<Option<CachedPost>>>, CacheError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.redis.connection().await?;
+        let keys: Vec<String> = ids.iter().map(|id| self.post_key(*id)).collect();
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await?;
+        Ok(values.into_iter().map(decode_post).collect())
+    }
+
+    /// Caches bodies (`None` = deleted) in one round trip.
+    pub async fn store_posts(&self, posts: &[(i64, Option<CachedPost>)]) -> Result<(), CacheError> {
+        if posts.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.redis.connection().await?;
+        let mut pipe = redis::pipe();
+        for (id, post) in posts {
+            pipe.cmd("SET")
+                .arg(self.post_key(*id))
+                .arg(encode_post(post.as_ref()))
+                .arg("EX")
+                .arg(self.post_ttl.as_secs())
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    /// Forgets a cached body (the post changed): the next read loads it from the database.
+    pub async fn forget_post(&self, post_id: i64) -> Result<(), CacheError> {
+        let mut connection = self.redis.connection().await?;
+        let _: () = redis::cmd("DEL")
+            .arg(self.post_key(post_id))
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_lists_round_trip_and_reject_garbage() {
+        let list = IdList {
+            ids: vec![9_000_000_000_000_000, 42, 1],
+            complete: true,
+        };
+        let bytes = list.encode();
+        assert_eq!(bytes.len(), 1 + 3 * 8);
+        assert_eq!(IdList::decode(&bytes), Some(list));
+        assert_eq!(IdList::decode(b""), None);
+        assert_eq!(IdList::decode(b"1abc"), None);
+        assert_eq!(
+            IdList::decode(b"0"),
+            Some(IdList {
+                ids: vec![],
+                complete: false
+            })
+        );
+    }
+
+    #[test]
+    fn post_bodies_round_trip_and_tombstones_are_distinct_from_misses() {
+        let post = CachedPost {
+            author_id: 7,
+            text: "Привет".into(),
+        };
+        assert_eq!(
+            decode_post(Some(encode_post(Some(&post)))),
+            Some(Some(post))
+        );
+        assert_eq!(decode_post(Some(encode_post(None))), Some(None));
+        assert_eq!(decode_post(None), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! The news feed: friends' posts, newest first.
+//!
+//! Reads come from Redis ([`cache`]), where each active user's newest `capacity` post ids are
+//! kept, merged at read time with the recent posts of the celebrities they follow; anything
+//! missing is rebuilt from PostgreSQL, and pages deeper than the cache come from PostgreSQL.
+//! Writes never touch feeds directly: they add an outbox row in their own transaction, and the
+//! worker fans the change out (see `docs/feed.md`).
+
+pub mod cache;
+pub mod reader;
+
+use std::time::Duration;
+
+use agora_platform::cache::RedisConfig;
+use clap::Args;
+
+pub use reader::{FeedPost, FeedReader};
+
+/// Feed settings shared by the server and the worker.
+#[derive(Debug, Clone, Args)]
+pub struct FeedConfig {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    /// Prefix of every Redis key and RabbitMQ queue of this deployment, so several can share
+    /// one Redis and one broker.
+    #[arg(long = "namespace", env = "AGORA_NAMESPACE", default_value = "agora")]
+    pub namespace: String,
+
+    /// Newest posts kept per feed in Redis; deeper pages come from PostgreSQL.
+    #[arg(long = "feed-capacity", env = "AGORA_FEED_CAPACITY", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub capacity: u32,
+
+    /// A feed nobody has read for this long expires: its owner gets no pushes until they read
+    /// again, which rebuilds it.
+    #[arg(
+        long = "feed-inactive-after-secs",
+        env = "AGORA_FEED_INACTIVE_AFTER_SECS",
+        default_value_t = 7 * 24 * 3600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub inactive_after_secs: u64,
+
+    /// Authors with at least this many followers are not pushed: readers merge their recent
+    /// posts at read time.
+    #[arg(
+        long = "feed-celebrity-followers",
+        env = "AGORA_FEED_CELEBRITY_FOLLOWERS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub celebrity_followers: u64,
+
+    /// Followers updated per fan-out task (one Redis round trip each).
+    #[arg(long = "feed-fanout-batch", env = "AGORA_FEED_FANOUT_BATCH", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub fanout_batch: u32,
+}
+
+impl FeedConfig {
+    pub fn for_redis(url: impl Into<String>) -> Self {
+        Self {
+            redis: RedisConfig::for_url(url),
+            namespace: "agora".into(),
+            capacity: 1000,
+            inactive_after_secs: 7 * 24 * 3600,
+            celebrity_followers: 10_000,
+            fanout_batch: 1000,
+        }
+    }
+
+    pub fn key_prefix(&self) -> String {
+        format!("{}:", self.namespace)
+    }
+
+    pub fn inactive_after(&self) -> Duration {
+        Duration::from_secs(self.inactive_after_secs)
+    }
+}
+
+/// What changed, as recorded in `feed_outbox.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedEventKind {
+    PostCreated,
+    PostUpdated,
+    PostDeleted,
+    FriendAdded,
+    FriendRemoved,
+}
+
+impl FeedEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedEventKind::PostCreated => "post_created",
+            FeedEventKind::PostUpdated => "post_updated",
+            FeedEventKind::PostDeleted => "post_deleted",
+            FeedEventKind::FriendAdded => "friend_added",
+            FeedEventKind::FriendRemoved => "friend_removed",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        Some(match kind {
+            "post_created" => FeedEventKind::PostCreated,
+            "post_updated" => FeedEventKind::PostUpdated,
+            "post_deleted" => FeedEventKind::PostDeleted,
+            "friend_added" => FeedEventKind::FriendAdded,
+            "friend_removed" => FeedEventKind::FriendRemoved,
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,292 @@
+//! Reading a feed page: Redis first, PostgreSQL for what Redis lacks or when Redis is down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use super::cache::{CachedPost, FeedCache, IdList};
+use crate::error::SocialError;
+use crate::store::{PostRecord, Store};
+
+/// One post in a feed page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPost {
+    pub id: i64,
+    pub author_id: i64,
+    pub text: String,
+}
+
+impl From<PostRecord> for FeedPost {
+    fn from(post: PostRecord) -> Self {
+        Self {
+            id: post.id,
+            author_id: post.author_id,
+            text: post.text,
+        }
+    }
+}
+
+/// Ids are milliseconds << 23: a post whose transaction began up to this long before the
+/// rebuild's snapshot may commit after it and is re-checked (see `rebuild`).
+const REBUILD_RACE_WINDOW: i64 = 30_000 << 23;
+
+#[derive(Clone)]
+pub struct FeedReader {
+    store: Store,
+    cache: FeedCache,
+    /// Users whose feed is being rebuilt by this instance: later readers wait for that rebuild
+    /// instead of starting their own.
+    rebuilding: Arc<std::sync::Mutex<HashMap<i64, Arc<Mutex<()>>>>>,
+}
+
+impl FeedReader {
+    pub(crate) fn new(store: Store, cache: FeedCache) -> Self {
+        Self {
+            store,
+            cache,
+            rebuilding: Arc::default(),
+        }
+    }
+
+    pub fn cache(&self) -> &FeedCache {
+        &self.cache
+    }
+
+    /// Posts `offset..offset + limit` of the user's feed, newest first.
+    pub async fn page(
+        &self,
+        user_id: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<FeedPost>, SocialError> {
+        match self.cached_page(user_id, offset, limit).await {
+            Ok(page) => {
+                metrics::counter!("feed_reads_total", "source" => "cache").increment(1);
+                Ok(page)
+            }
+            Err(SocialError::Cache(error)) => {
+                // Redis is a cache: without it the feed is slower, not broken.
+                tracing::warn!(%error, "feed cache unavailable, reading from the database");
+                metrics::counter!("feed_reads_total", "source" => "database").increment(1);
+                let posts = self
+                    .store
+                    .feed_posts_before(user_id, i64::MAX, offset as i64, limit as i64)
+                    .await?;
+                Ok(posts.into_iter().map(FeedPost::from).collect())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn cached_page(
+        &self,
+        user_id: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<FeedPost>, SocialError> {
+        let list = self.newest(user_id).await?;
+        let end = offset.saturating_add(limit);
+        let len = list.ids.len();
+        let cached = &list.ids[offset.min(len)..end.min(len)];
+        let mut page = self.bodies(cached).await?;
+        if end > len && !list.complete {
+            // Deeper than the cache: continue below its oldest entry.
+            let before = list.ids.last().copied().unwrap_or(i64::MAX);
+            let skip = offset.saturating_sub(len);
+            let wanted = end - offset.max(len);
+            let older = self
+                .store
+                .feed_posts_before(user_id, before, skip as i64, wanted as i64)
+                .await?;
+            page.extend(older.into_iter().map(FeedPost::from));
+        }
+        Ok(page)
+    }
+
+    /// The user's newest ids: their pushed feed merged with the celebrities they follow.
+    async fn newest(&self, user_id: i64) -> Result<IdList, SocialError> {
+        let snapshot = self.cache.snapshot(user_id).await?;
+        let feed = match snapshot.feed {
+            Some(feed) => feed,
+            None => self.rebuild_once(user_id).await?,
+        };
+        let celebs = match snapshot.followed_celebs {
+            Some(celebs) => celebs,
+            None => {
+                let all = self.cache.celebrities().await?;
+                let followed = self.store.friends_among(user_id, &all).await?;
+                self.cache
+                    .store_followed_celebs(user_id, snapshot.celebs_version, &followed)
+                    .await?;
+                followed
+            }
+        };
+        if celebs.is_empty() {
+            return Ok(feed);
+        }
+        let mut sources = vec![feed];
+        for (author, cached) in celebs.iter().zip(self.cache.author_posts(&celebs).await?) {
+            sources.push(match cached {
+                Some(list) => list,
+                None => self.rebuild_author_posts(*author).await?,
+            });
+        }
+        Ok(merge(&sources, self.cache.capacity))
+    }
+
+    /// Rebuilds a missing feed, once per user at a time on this instance.
+    async fn rebuild_once(&self, user_id: i64) -> Result<IdList, SocialError> {
+        let lock = {
+            let mut rebuilding = self.rebuilding.lock().expect("not poisoned");
+            rebuilding.entry(user_id).or_default().clone()
+        };
+        let result = async {
+            let _turn = lock.lock().await;
+            // Whoever held the lock before us may have rebuilt it already.
+            if let Some(feed) = self.cache.snapshot(user_id).await?.feed {
+                return Ok(feed);
+            }
+            self.rebuild(user_id).await
+        }
+        .await;
+        let mut rebuilding = self.rebuilding.lock().expect("not poisoned");
+        if Arc::strong_count(&lock) == 2 {
+            rebuilding.remove(&user_id); // nobody else is waiting on it
+        }
+        result
+    }
+
+    /// Loads the feed from PostgreSQL and stores it. A post committed while this ran may have
+    /// been pushed before the feed existed (and so skipped); re-reading the newest posts after
+    /// storing, and pushing them (idempotently), closes that gap.
+    pub async fn rebuild(&self, user_id: i64) -> Result<IdList, SocialError> {
+        metrics::counter!("feed_rebuilds_total").increment(1);
+        let capacity = self.cache.capacity;
+        let ids = self.store.feed_ids(user_id, capacity as i64).await?;
+        let feed = IdList {
+            complete: ids.len() < capacity,
+            ids,
+        };
+        self.cache.store_feed(user_id, &feed).await?;
+        let newest = feed.ids.first().copied().unwrap_or(0);
+        let recent = self.store.feed_ids(user_id, 64).await?;
+        let key = [self.cache.feed_key(user_id)];
+        for id in recent
+            .into_iter()
+            .filter(|id| *id > newest - REBUILD_RACE_WINDOW && !feed.ids.contains(id))
+        {
+            self.cache.push(&key, id).await?;
+        }
+        Ok(feed)
+    }
+
+    async fn rebuild_author_posts(&self, author_id: i64) -> Result<IdList, SocialError> {
+        let capacity = self.cache.capacity;
+        let ids = self
+            .store
+            .author_post_ids(author_id, capacity as i64)
+            .await?;
+        let list = IdList {
+            complete: ids.len() < capacity,
+            ids,
+        };
+        self.cache.store_author_posts(author_id, &list).await?;
+        Ok(list)
+    }
+
+    /// Bodies for `ids` in order, from the post cache or the database; deleted posts drop out.
+    async fn bodies(&self, ids: &[i64]) -> Result<Vec<FeedPost>, SocialError> {
+        let cached = self.cache.posts(ids).await?;
+        let missing: Vec<i64> = ids
+            .iter()
+            .zip(&cached)
+            .filter(|(_, body)| body.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut loaded: HashMap<i64, CachedPost> = HashMap::new();
+        if !missing.is_empty() {
+            for post in self.store.posts_by_ids(&missing).await? {
+                loaded.insert(
+                    post.id,
+                    CachedPost {
+                        author_id: post.author_id,
+                        text: post.text,
+                    },
+                );
+            }
+            let fill: Vec<(i64, Option<CachedPost>)> = missing
+                .iter()
+                .map(|id| (*id, loaded.get(id).cloned()))
+                .collect();
+            self.cache.store_posts(&fill).await?;
+        }
+        Ok(ids
+            .iter()
+            .zip(cached)
+            .filter_map(|(id, body)| {
+                let body = match body {
+                    Some(known) => known,
+                    None => loaded.remove(id),
+                }?;
+                Some(FeedPost {
+                    id: *id,
+                    author_id: body.author_id,
+                    text: body.text,
+                })
+            })
+            .collect())
+    }
+}
+
+/// Merges newest-first lists into one, newest first, without duplicates, at most `capacity`
+/// long. An incomplete source only vouches for ids down to its oldest entry, so the merge stops
+/// there: below it, posts of that source may be missing, and the database must answer.
+pub fn merge(sources: &[IdList], capacity: usize) -> IdList {
+    let cutoff = sources
+        .iter()
+        .filter(|source| !source.complete)
+        .map(|source| source.ids.last().copied().unwrap_or(i64::MAX))
+        .max();
+    let mut ids: Vec<i64> = sources
+        .iter()
+        .flat_map(|source| source.ids.iter().copied())
+        .filter(|id| cutoff.is_none_or(|cutoff| *id >= cutoff))
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
+    let truncated = ids.len() > capacity;
+    ids.truncate(capacity);
+    IdList {
+        complete: cutoff.is_none() && !truncated,
+        ids,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(ids: &[i64], complete: bool) -> IdList {
+        IdList {
+            ids: ids.to_vec(),
+            complete,
+        }
+    }
+
+    #[test]
+    fn merge_interleaves_dedupes_and_caps() {
+        let merged = merge(&[list(&[9, 5, 3], true), list(&[8, 5, 1], true)], 10);
+        assert_eq!(merged, list(&[9, 8, 5, 3, 1], true));
+        let capped = merge(&[list(&[9, 5, 3], true), list(&[8, 5, 1], true)], 3);
+        assert_eq!(capped, list(&[9, 8, 5], false));
+    }
+
+    #[test]
+    fn merge_stops_at_the_oldest_entry_an_incomplete_source_vouches_for() {
+        // The feed lost everything older than 5; a celebrity's 2 and 1 cannot be placed
+        // without knowing what the feed had between them.
+        let merged = merge(&[list(&[9, 5], false), list(&[8, 2, 1], true)], 10);
+        assert_eq!(merged, list(&[9, 8, 5], false));
+    }
+}
