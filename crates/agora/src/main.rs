@@ -7,6 +7,7 @@ use agora_social::SocialConfig;
 use agora_social::service::SocialService;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use futures_util::StreamExt as _;
 
 #[derive(Parser)]
 #[command(name = "agora", version, about = "agora: a highload social platform")]
@@ -27,9 +28,33 @@ enum Command {
     /// Load data into the database.
     #[command(subcommand)]
     Seed(SeedCommand),
+    /// Run the feed worker: outbox relay, fan-out lanes (see docs/feed.md).
+    Worker(agora_social::feed::worker::WorkerConfig),
+    /// Feed maintenance.
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// Write request paths for agora-bench, drawn from the rows in the database.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
+}
+
+#[derive(Subcommand)]
+enum FeedCommand {
+    /// Rebuild cached feeds from PostgreSQL.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(clap::Args)]
+#[group(id = "which", required = true, multiple = false)]
+struct RebuildArgs {
+    /// The user whose feed to rebuild.
+    #[arg(long, group = "which")]
+    user: Option<i64>,
+    /// Every user with at least one friend (a full feed takes 8 KB of Redis).
+    #[arg(long, group = "which")]
+    all: bool,
+    #[command(flatten)]
+    config: SocialConfig,
 }
 
 #[derive(Subcommand)]
@@ -194,6 +219,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Worker(config) => {
+            agora_social::feed::worker::run(config, http::shutdown_signal()).await
+        }
+        Command::Feed(FeedCommand::Rebuild(args)) => rebuild_feeds(args).await,
         Command::Scenario(scenario) => {
             let (args, paths) = match scenario {
                 ScenarioCommand::Search(args) => {
@@ -251,6 +280,66 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
+    let pool = db::connect_pool(&args.config.database, "agora-feed-rebuild")?;
+    let service = SocialService::new(pool.clone(), &args.config)?;
+    let rebuild = |user: i64| {
+        let service = service.clone();
+        async move {
+            service
+                .feed()
+                .rebuild(user)
+                .await
+                .map_err(|error| anyhow::anyhow!("rebuilding the feed of {user}: {error}"))
+        }
+    };
+    if let Some(user) = args.user {
+        let feed = rebuild(user).await?;
+        println!("feed: rebuilt user {user}: {} posts", feed.ids.len());
+        return Ok(());
+    }
+    let db = pool.get().await?;
+    let total: i64 = db
+        .query_one("SELECT count(DISTINCT user_id) FROM friendships", &[])
+        .await?
+        .get(0);
+    let bar = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "rebuilding feeds [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let (mut after, mut posts) = (i64::MIN, 0usize);
+    loop {
+        let users: Vec<i64> = db
+            .query(
+                "SELECT DISTINCT user_id FROM friendships WHERE user_id > $1 ORDER BY user_id LIMIT 1000",
+                &[&after],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let Some(&last) = users.last() else { break };
+        after = last;
+        // A few at a time: enough to overlap round trips without crowding the pool.
+        let mut pending =
+            futures_util::stream::iter(users.into_iter().map(rebuild)).buffer_unordered(8);
+        while let Some(feed) = futures_util::StreamExt::next(&mut pending).await {
+            posts += feed?.ids.len();
+            bar.inc(1);
+        }
+    }
+    bar.finish();
+    println!(
+        "feed: rebuilt {total} feeds ({posts} entries) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! Services (social network, shop, UGC) own their domain and routes; everything here is
 //! transport- and domain-agnostic so each service maps it to its own contract.
 
+pub mod amqp;
 pub mod cache;
 pub mod config;
 pub mod credentials;

@@ -342,17 +342,23 @@ async fn append_outbox(
 /// Feed queries. Each friend contributes at most the rows a page can use (LATERAL ... LIMIT),
 /// so a friend with a million posts costs no more than one with a thousand.
 impl Store {
-    /// The newest `limit` post ids of the user's friends.
-    pub async fn feed_ids(&self, user_id: i64, limit: i64) -> Result<Vec<i64>, DbError> {
+    /// The newest `limit` post ids of the user's friends, leaving out `excluded` authors (the
+    /// celebrities, whose posts are merged at read time instead).
+    pub async fn feed_ids(
+        &self,
+        user_id: i64,
+        limit: i64,
+        excluded: &[i64],
+    ) -> Result<Vec<i64>, DbError> {
         let db = self.pool.get().await?;
         let statement = db
             .prepare_cached(
                 "SELECT p.id FROM friendships f CROSS JOIN LATERAL \
                    (SELECT id FROM posts WHERE author_id = f.friend_id ORDER BY id DESC LIMIT $2) p \
-                 WHERE f.user_id = $1 ORDER BY p.id DESC LIMIT $2",
+                 WHERE f.user_id = $1 AND f.friend_id <> ALL($3) ORDER BY p.id DESC LIMIT $2",
             )
             .await?;
-        let rows = db.query(&statement, &[&user_id, &limit]).await?;
+        let rows = db.query(&statement, &[&user_id, &limit, &excluded]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -415,5 +421,34 @@ impl Store {
             .await?;
         let rows = db.query(&statement, &[&user_id, &candidates]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// The next `limit` followers of an author after `after` (keyset paging for fan-out).
+    pub async fn followers_after(
+        &self,
+        author_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT user_id FROM friendships WHERE friend_id = $1 AND user_id > $2 \
+                 ORDER BY user_id LIMIT $3",
+            )
+            .await?;
+        let rows = db.query(&statement, &[&author_id, &after, &limit]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Followers, counted up to `cap` (enough to tell a celebrity without counting millions).
+    pub async fn follower_count(&self, author_id: i64, cap: i64) -> Result<i64, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT count(*) FROM (SELECT 1 FROM friendships WHERE friend_id = $1 LIMIT $2) f",
+            )
+            .await?;
+        Ok(db.query_one(&statement, &[&author_id, &cap]).await?.get(0))
     }
 }

@@ -287,6 +287,22 @@ impl FeedCache {
         Ok(())
     }
 
+    /// Adds a post to a celebrity's recent posts, if cached (otherwise the next reader rebuilds
+    /// them from the database, this post included).
+    pub async fn push_author_post(&self, author_id: i64, post_id: i64) -> Result<u64, CacheError> {
+        self.push(&[self.author_posts_key(author_id)], post_id)
+            .await
+    }
+
+    pub async fn retract_author_post(
+        &self,
+        author_id: i64,
+        post_id: i64,
+    ) -> Result<u64, CacheError> {
+        self.retract(&[self.author_posts_key(author_id)], post_id)
+            .await
+    }
+
     /// Adds a celebrity; bumps the version when the set grows, so readers recompute which
     /// celebrities they follow.
     pub async fn add_celebrity(&self, author_id: i64) -> Result<bool, CacheError> {

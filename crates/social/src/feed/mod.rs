@@ -7,7 +7,9 @@
 //! worker fans the change out (see `docs/feed.md`).
 
 pub mod cache;
+pub mod fanout;
 pub mod reader;
+pub mod worker;
 
 use std::time::Duration;
 

@@ -157,20 +157,25 @@ impl FeedReader {
         result
     }
 
-    /// Loads the feed from PostgreSQL and stores it. A post committed while this ran may have
+    /// Loads the feed from PostgreSQL and stores it, without celebrities' posts (merged at read
+    /// time, like the pushes that skip them). A post committed while this ran may have
     /// been pushed before the feed existed (and so skipped); re-reading the newest posts after
     /// storing, and pushing them (idempotently), closes that gap.
     pub async fn rebuild(&self, user_id: i64) -> Result<IdList, SocialError> {
         metrics::counter!("feed_rebuilds_total").increment(1);
         let capacity = self.cache.capacity;
-        let ids = self.store.feed_ids(user_id, capacity as i64).await?;
+        let celebrities = self.cache.celebrities().await?;
+        let ids = self
+            .store
+            .feed_ids(user_id, capacity as i64, &celebrities)
+            .await?;
         let feed = IdList {
             complete: ids.len() < capacity,
             ids,
         };
         self.cache.store_feed(user_id, &feed).await?;
         let newest = feed.ids.first().copied().unwrap_or(0);
-        let recent = self.store.feed_ids(user_id, 64).await?;
+        let recent = self.store.feed_ids(user_id, 64, &celebrities).await?;
         let key = [self.cache.feed_key(user_id)];
         for id in recent
             .into_iter()

@@ -6,10 +6,12 @@ pub mod proxy;
 
 use std::net::SocketAddr;
 
+use agora_platform::amqp::AmqpConfig;
 use agora_platform::config::{DatabaseConfig, HttpConfig};
 use agora_platform::testing::TestDatabase;
 use agora_social::SocialConfig;
 use agora_social::feed::FeedConfig;
+use agora_social::feed::worker::WorkerConfig;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -21,6 +23,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestApp {
     pub address: SocketAddr,
     pub config: SocialConfig,
+    /// Stops the feed worker, when one was started.
+    worker: Option<oneshot::Sender<()>>,
     pub client: Client,
     pub database: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
@@ -86,6 +90,7 @@ impl TestApp {
         Self {
             address,
             config,
+            worker: None,
             client: Client::new(),
             database,
             stop: Some(stop),
@@ -239,8 +244,71 @@ impl TestApp {
     }
 }
 
+/// The test stack's RabbitMQ (`./dev env test`).
+pub fn amqp_url() -> String {
+    std::env::var("AGORA_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:56730/%2f".into())
+}
+
+/// A worker config for `app`: same database, Redis namespace and queues.
+pub fn worker_config_for(app: &TestApp, amqp_url: &str) -> WorkerConfig {
+    WorkerConfig {
+        database: app.config.database.clone(),
+        feed: app.config.feed.clone(),
+        amqp: AmqpConfig {
+            // Queues of finished tests vanish from the shared broker by themselves.
+            queue_expires_secs: 300,
+            ..AmqpConfig::for_url(amqp_url)
+        },
+        relay_batch: 200,
+        // Far beyond any test's patience: posts must arrive because NOTIFY woke the relay.
+        relay_poll_ms: 600_000,
+        prefetch: 16,
+    }
+}
+
+impl TestApp {
+    /// The server and a feed worker beside it.
+    pub async fn spawn_with_worker() -> Self {
+        let mut app = Self::spawn().await;
+        let config = worker_config_for(&app, &amqp_url());
+        app.start_worker(config);
+        app
+    }
+
+    pub fn start_worker(&mut self, config: WorkerConfig) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(agora_social::feed::worker::run(config, async move {
+            let _ = stopped.await;
+        }));
+        self.worker = Some(stop);
+    }
+}
+
+/// Polls `check` until it returns Some, for up to 15 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some(stop) = self.worker.take() {
+            let _ = stop.send(());
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -1,0 +1,131 @@
+//! What the worker does with each feed event, apart from how events arrive (see `worker`).
+//!
+//! Every step is idempotent, so a redelivered event or task changes nothing twice: pushes skip
+//! ids a feed already holds, retractions skip ids it lacks, and dropping a feed twice is the
+//! same as once.
+
+use serde::{Deserialize, Serialize};
+
+use super::FeedEventKind;
+use super::cache::FeedCache;
+use crate::error::SocialError;
+use crate::store::Store;
+
+/// An outbox row as published by the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedEvent {
+    pub outbox_id: i64,
+    pub kind: FeedEventKind,
+    pub actor_id: i64,
+    pub subject_id: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanoutAction {
+    Push,
+    Retract,
+}
+
+/// One batch of followers for one post: followers with ids above `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanoutTask {
+    pub post_id: i64,
+    pub author_id: i64,
+    pub action: FanoutAction,
+    pub after: i64,
+}
+
+#[derive(Clone)]
+pub struct FanOut {
+    store: Store,
+    cache: FeedCache,
+    batch: i64,
+    celebrity_followers: i64,
+}
+
+impl FanOut {
+    pub(crate) fn new(
+        store: Store,
+        cache: FeedCache,
+        batch: u32,
+        celebrity_followers: u64,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            batch: i64::from(batch),
+            celebrity_followers: celebrity_followers as i64,
+        }
+    }
+
+    /// Applies an event; returns the next batch when followers remain, to go on the bulk lane
+    /// so that one big author never holds up the events behind it.
+    pub async fn on_event(&self, event: &FeedEvent) -> Result<Option<FanoutTask>, SocialError> {
+        let (actor, subject) = (event.actor_id, event.subject_id);
+        match event.kind {
+            FeedEventKind::PostCreated => {
+                let followers = self
+                    .store
+                    .follower_count(actor, self.celebrity_followers)
+                    .await?;
+                if followers >= self.celebrity_followers {
+                    // Pulled at read time instead: no follower's feed is touched.
+                    self.cache.add_celebrity(actor).await?;
+                    self.cache.push_author_post(actor, subject).await?;
+                    metrics::counter!("feed_celebrity_posts_total").increment(1);
+                    return Ok(None);
+                }
+                self.on_task(&FanoutTask {
+                    post_id: subject,
+                    author_id: actor,
+                    action: FanoutAction::Push,
+                    after: i64::MIN,
+                })
+                .await
+            }
+            FeedEventKind::PostDeleted => {
+                self.cache.store_posts(&[(subject, None)]).await?;
+                self.cache.retract_author_post(actor, subject).await?;
+                self.on_task(&FanoutTask {
+                    post_id: subject,
+                    author_id: actor,
+                    action: FanoutAction::Retract,
+                    after: i64::MIN,
+                })
+                .await
+            }
+            FeedEventKind::PostUpdated => {
+                self.cache.forget_post(subject).await?;
+                Ok(None)
+            }
+            FeedEventKind::FriendAdded | FeedEventKind::FriendRemoved => {
+                // The user's feed now has other sources: rebuild it on their next read.
+                self.cache.drop_feed(actor).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Updates one batch of followers' feeds in one Redis round trip.
+    pub async fn on_task(&self, task: &FanoutTask) -> Result<Option<FanoutTask>, SocialError> {
+        let followers = self
+            .store
+            .followers_after(task.author_id, task.after, self.batch)
+            .await?;
+        let keys: Vec<String> = followers.iter().map(|f| self.cache.feed_key(*f)).collect();
+        let changed = match task.action {
+            FanoutAction::Push => self.cache.push(&keys, task.post_id).await?,
+            FanoutAction::Retract => self.cache.retract(&keys, task.post_id).await?,
+        };
+        metrics::counter!("feed_fanout_batches_total").increment(1);
+        metrics::counter!("feed_fanout_feeds_changed_total").increment(changed);
+        Ok(match followers.last() {
+            Some(&last) if followers.len() as i64 == self.batch => Some(FanoutTask {
+                after: last,
+                ..*task
+            }),
+            _ => None,
+        })
+    }
+}
