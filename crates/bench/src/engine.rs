@@ -170,8 +170,12 @@ pub async fn run(workload: &Workload, phase: Phase, label: &str) -> Point {
         let taken =
             schedule.next.load(Ordering::SeqCst) - schedule.abandoned.load(Ordering::SeqCst);
         let window_start = schedule.due_by(started);
+        // Requests due in the last moments may be on their way out as the window closes:
+        // only those overdue by more than a grace period count.
+        let grace = schedule.interval + Duration::from_millis(10);
+        let overdue_by = ended.checked_sub(grace).unwrap_or(ended);
         let unsent = schedule
-            .due_by(ended)
+            .due_by(overdue_by)
             .saturating_sub(taken.max(window_start));
         if unsent > 0 {
             *shared
