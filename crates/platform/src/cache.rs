@@ -2,12 +2,11 @@
 //! Redis that is down at start or goes away later costs callers a quick error (which they turn
 //! into a fallback or a 503) and never a hung request.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Mutex;
 
 /// How to reach Redis.
 #[derive(Debug, Clone, Args)]
@@ -71,12 +70,26 @@ impl From<redis::RedisError> for CacheError {
     }
 }
 
+/// How long after a failed connect callers fail at once instead of trying again: with Redis
+/// down, one attempt a second is paid for (by its caller and those who arrived during it), not
+/// one per request.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct State {
+    manager: Option<ConnectionManager>,
+    /// No new connect attempt before this instant.
+    retry_at: Option<Instant>,
+}
+
 /// A cheap-to-clone Redis handle.
 #[derive(Clone)]
 pub struct Redis {
     client: redis::Client,
     timeout: Duration,
-    manager: Arc<Mutex<Option<ConnectionManager>>>,
+    state: Arc<Mutex<State>>,
+    /// Held by the one caller that is connecting.
+    connecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Redis {
@@ -87,29 +100,59 @@ impl Redis {
         Ok(Self {
             client,
             timeout: config.timeout(),
-            manager: Arc::new(Mutex::new(None)),
+            state: Arc::default(),
+            connecting: Arc::default(),
         })
     }
 
     /// A multiplexed connection; clones share one socket, which the manager re-opens after it
     /// breaks.
     pub async fn connection(&self) -> Result<ConnectionManager, CacheError> {
-        let mut slot = self.manager.lock().await;
-        if let Some(manager) = slot.as_ref() {
-            return Ok(manager.clone());
+        if let Some(ready) = self.current() {
+            return ready;
+        }
+        // One caller connects; the others wait for its outcome rather than trying too.
+        let _connecting = self.connecting.lock().await;
+        if let Some(ready) = self.current() {
+            return ready;
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1);
-        let manager = tokio::time::timeout(
+        let connected = tokio::time::timeout(
             self.timeout * 2,
             ConnectionManager::new_with_config(self.client.clone(), config),
         )
         .await
-        .map_err(|_| CacheError::Unavailable("connect timed out".into()))??;
-        *slot = Some(manager.clone());
-        Ok(manager)
+        .map_err(|_| CacheError::Unavailable("connect timed out".into()))
+        .and_then(|result| result.map_err(CacheError::from));
+        let mut state = self.state.lock().expect("not poisoned");
+        match connected {
+            Ok(manager) => {
+                state.manager = Some(manager.clone());
+                state.retry_at = None;
+                Ok(manager)
+            }
+            Err(error) => {
+                state.retry_at = Some(Instant::now() + RECONNECT_PAUSE);
+                Err(error)
+            }
+        }
+    }
+
+    /// The connection, or the fast failure of a recent attempt; `None` when it is time to try.
+    fn current(&self) -> Option<Result<ConnectionManager, CacheError>> {
+        let state = self.state.lock().expect("not poisoned");
+        if let Some(manager) = &state.manager {
+            return Some(Ok(manager.clone()));
+        }
+        if state.retry_at.is_some_and(|at| Instant::now() < at) {
+            return Some(Err(CacheError::Unavailable(
+                "not connected; retrying shortly".into(),
+            )));
+        }
+        None
     }
 
     /// PING, for readiness.
