@@ -222,7 +222,7 @@ async fn client_loop(
     let mut local = histogram();
     let mut local_second: Option<usize> = None;
     let (mut local_ok, mut local_errors) = (0u64, 0u64);
-    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut outcomes: BTreeMap<Result<u16, &'static str>, u64> = BTreeMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
         if sender.is_none() {
             sender = connect(&workload).await;
@@ -293,10 +293,6 @@ async fn client_loop(
             .await;
             local_second = Some(second);
         }
-        let key = match outcome {
-            Ok(status) => status.to_string(),
-            Err(kind) => kind.to_owned(),
-        };
         let success = matches!(outcome, Ok(status) if (200..300).contains(&status));
         if success {
             local_ok += 1;
@@ -306,7 +302,7 @@ async fn client_loop(
             local_errors += 1;
             shared.errors_live.fetch_add(1, Ordering::Relaxed);
         }
-        *outcomes.entry(key).or_default() += 1;
+        *outcomes.entry(outcome).or_default() += 1;
     }
     flush(
         &shared,
@@ -317,7 +313,12 @@ async fn client_loop(
     )
     .await;
     let mut shared_outcomes = shared.outcomes.lock().await;
-    for (key, count) in outcomes {
+    for (outcome, count) in outcomes {
+        // Named only here, once per client, not once per request.
+        let key = match outcome {
+            Ok(status) => status.to_string(),
+            Err(kind) => kind.to_owned(),
+        };
         *shared_outcomes.entry(key).or_default() += count;
     }
 }

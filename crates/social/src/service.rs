@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use std::future::Future;
 
-use agora_platform::cache::{CacheError, Redis};
+use agora_platform::cache::CacheError;
 use agora_platform::credentials::{PasswordHasher, issue_token, stored_token_hash};
 use agora_platform::db::DbPool;
 
@@ -29,13 +29,7 @@ impl SocialService {
     /// Fails only on invalid configuration; Redis is connected on first use.
     pub fn new(pool: DbPool, config: &SocialConfig) -> anyhow::Result<Self> {
         let store = Store::new(pool);
-        let redis = Redis::new(&config.feed.redis)?;
-        let cache = FeedCache::new(
-            redis,
-            &config.feed.key_prefix(),
-            config.feed.capacity as usize,
-            config.feed.inactive_after(),
-        );
+        let cache = FeedCache::from_config(&config.feed)?;
         Ok(Self {
             feed: FeedReader::new(store.clone(), cache),
             store,

@@ -19,6 +19,8 @@ use std::time::Duration;
 use agora_platform::cache::{CacheError, Redis};
 use redis::Script;
 
+use super::FeedConfig;
+
 /// Newest-first post ids with the "complete" flag, decoded from a feed-layout string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdList {
@@ -99,8 +101,8 @@ pub struct FeedCache {
     redis: Redis,
     /// Prepended to every key, so several deployments (or tests) can share one Redis.
     prefix: String,
-    push: Script,
-    retract: Script,
+    /// `feed.lua`: pushes and retractions.
+    script: Script,
     /// Entries kept per feed.
     pub capacity: usize,
     inactive_after: Duration,
@@ -108,12 +110,21 @@ pub struct FeedCache {
 }
 
 impl FeedCache {
+    /// The cache a deployment's config describes (Redis is connected on first use).
+    pub fn from_config(config: &FeedConfig) -> anyhow::Result<Self> {
+        Ok(Self::new(
+            Redis::new(&config.redis)?,
+            &config.key_prefix(),
+            config.capacity as usize,
+            config.inactive_after(),
+        ))
+    }
+
     pub fn new(redis: Redis, prefix: &str, capacity: usize, inactive_after: Duration) -> Self {
         Self {
             redis,
             prefix: prefix.to_owned(),
-            push: Script::new(include_str!("push.lua")),
-            retract: Script::new(include_str!("retract.lua")),
+            script: Script::new(include_str!("feed.lua")),
             capacity,
             inactive_after,
             post_ttl: Duration::from_secs(24 * 3600),
@@ -228,31 +239,27 @@ impl FeedCache {
 
     /// Inserts `post_id` into those of `keys` that exist; one round trip for the whole batch.
     pub async fn push(&self, keys: &[String], post_id: i64) -> Result<u64, CacheError> {
+        self.apply(keys, post_id, "push").await
+    }
+
+    /// Removes `post_id` from those of `keys` that hold it.
+    pub async fn retract(&self, keys: &[String], post_id: i64) -> Result<u64, CacheError> {
+        self.apply(keys, post_id, "retract").await
+    }
+
+    async fn apply(&self, keys: &[String], post_id: i64, action: &str) -> Result<u64, CacheError> {
         if keys.is_empty() {
             return Ok(0);
         }
         let mut connection = self.redis.connection().await?;
-        let mut invocation = self.push.prepare_invoke();
+        let mut invocation = self.script.prepare_invoke();
         for key in keys {
             invocation.key(key);
         }
         invocation
             .arg(&post_id.to_be_bytes()[..])
+            .arg(action)
             .arg(self.capacity);
-        Ok(invocation.invoke_async(&mut connection).await?)
-    }
-
-    /// Removes `post_id` from those of `keys` that hold it.
-    pub async fn retract(&self, keys: &[String], post_id: i64) -> Result<u64, CacheError> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let mut connection = self.redis.connection().await?;
-        let mut invocation = self.retract.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        invocation.arg(&post_id.to_be_bytes()[..]);
         Ok(invocation.invoke_async(&mut connection).await?)
     }
 

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_platform::amqp::{self, AmqpConfig, Backoff};
-use agora_platform::cache::Redis;
 use agora_platform::config::DatabaseConfig;
 use agora_platform::db::{self, DbPool};
 use anyhow::Context;
@@ -89,13 +88,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = db::connect_pool(&config.database, "agora-worker")?;
-    let redis = Redis::new(&config.feed.redis)?;
-    let cache = FeedCache::new(
-        redis,
-        &config.feed.key_prefix(),
-        config.feed.capacity as usize,
-        config.feed.inactive_after(),
-    );
+    let cache = FeedCache::from_config(&config.feed)?;
     let fanout = FanOut::new(
         Store::new(pool.clone()),
         cache,

@@ -153,22 +153,8 @@ async fn a_celebrity_is_merged_at_read_time_not_pushed() {
 }
 
 async fn raw_feeds(app: &TestApp, expected: usize) -> Vec<Vec<u8>> {
-    let mut redis = app.redis().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}feed:*", app.config.feed.key_prefix()))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert!(keys.len() >= expected);
-    let mut feeds = Vec::new();
-    for key in keys {
-        let feed: Vec<u8> = redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        feeds.push(feed);
-    }
+    let feeds = app.raw_feeds().await;
+    assert!(feeds.len() >= expected);
     feeds
 }
 

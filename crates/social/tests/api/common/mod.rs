@@ -177,6 +177,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Every cached feed of this app, as stored (flag byte, then 8-byte ids).
+    pub async fn raw_feeds(&self) -> Vec<Vec<u8>> {
+        let mut redis = self.redis().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}feed:*", self.config.feed.key_prefix()))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let mut feeds = Vec::new();
+        for key in keys {
+            let feed: Vec<u8> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            feeds.push(feed);
+        }
+        feeds
+    }
+
     /// Deletes every Redis key of this app, as FLUSHALL would (other tests share the Redis).
     pub async fn flush_redis(&self) {
         let mut redis = self.redis().await;
