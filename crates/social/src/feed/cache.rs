@@ -135,6 +135,11 @@ impl FeedCache {
         &self.redis
     }
 
+    /// The deployment's namespace (the key prefix without its colon), for metric labels.
+    pub fn namespace(&self) -> &str {
+        self.prefix.trim_end_matches(':')
+    }
+
     pub fn feed_key(&self, user_id: i64) -> String {
         format!("{}feed:{user_id}", self.prefix)
     }

@@ -162,7 +162,10 @@ impl FeedReader {
     /// been pushed before the feed existed (and so skipped); re-reading the newest posts after
     /// storing, and pushing them (idempotently), closes that gap.
     pub async fn rebuild(&self, user_id: i64) -> Result<IdList, SocialError> {
-        metrics::counter!("feed_rebuilds_total").increment(1);
+        // Labelled so that deployments sharing one Prometheus (or tests sharing one process)
+        // can tell their rebuilds apart.
+        metrics::counter!("feed_rebuilds_total", "namespace" => self.cache.namespace().to_owned())
+            .increment(1);
         let capacity = self.cache.capacity;
         let celebrities = self.cache.celebrities().await?;
         let ids = self

@@ -186,12 +186,16 @@ async fn concurrent_readers_of_a_missing_feed_share_one_rebuild() {
     assert_eq!(rebuilds(&app).await - rebuilds_before, 1.0);
 }
 
-/// The process-wide rebuild counter (tests in one binary share the metrics registry, so
-/// callers compare differences and keep other rebuilding tests out of the window).
+/// This app's rebuilds (tests in one binary share the metrics registry; the namespace label
+/// tells them apart).
 async fn rebuilds(app: &TestApp) -> f64 {
     let text = app.get("/metrics", None).await.text().await.unwrap();
+    let series = format!(
+        "feed_rebuilds_total{{namespace=\"{}\"}} ",
+        app.config.feed.namespace
+    );
     text.lines()
-        .find_map(|line| line.strip_prefix("feed_rebuilds_total "))
+        .find_map(|line| line.strip_prefix(series.as_str()))
         .map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
