@@ -103,6 +103,12 @@ async fn ensure_template(
         .await
         .expect("looking up the template")
         .is_some();
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let mut sweep = false;
+    SWEPT.call_once(|| sweep = true);
+    if sweep {
+        sweep_orphans(&admin, service).await;
+    }
     if !exists {
         // Built under a scratch name and renamed when complete, so a crash never leaves a
         // half-migrated template behind under the real name.
@@ -136,7 +142,10 @@ async fn ensure_template(
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Drop cannot await; a short-lived thread with its own runtime removes the database so
-        // repeated runs do not pile databases up in the test cluster.
+        // repeated runs do not pile databases up in the test cluster. It is not joined: the
+        // test's runtime is blocked here, and a connection it had half opened would hold the
+        // DROP for PostgreSQL's whole authentication_timeout (60 s). Databases whose process
+        // exited before its drop finished are swept by the next run (`sweep_orphans`).
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
@@ -154,8 +163,33 @@ impl Drop for TestDatabase {
                         .await;
                 }
             });
-        })
-        .join();
+        });
+    }
+}
+
+/// Drops test databases left by test processes that no longer run.
+async fn sweep_orphans(admin: &tokio_postgres::Client, service: &str) {
+    let prefix = format!("test_{service}_");
+    let Ok(rows) = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            &[&prefix],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name[prefix.len()..].split('_').next().unwrap_or_default();
+        let alive = pid.parse::<u32>().is_ok_and(|pid| {
+            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if !alive {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use agora_platform::config::{DatabaseConfig, HttpConfig};
 use clap::Args;
 
 use crate::feed::FeedConfig;
+use crate::live::LiveConfig;
 
 /// Everything the social network server needs; flags or `AGORA_*` variables.
 #[derive(Debug, Clone, Args)]
@@ -16,6 +17,9 @@ pub struct SocialConfig {
 
     #[command(flatten)]
     pub feed: FeedConfig,
+
+    #[command(flatten)]
+    pub live: LiveConfig,
 
     /// Lifetime of a login token, in seconds.
     #[arg(long = "token-ttl-secs", env = "AGORA_TOKEN_TTL_SECS", default_value_t = 24 * 3600,

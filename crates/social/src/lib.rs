@@ -9,10 +9,12 @@ pub mod domain;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod live;
 pub mod scenario;
 pub mod seed;
 pub mod service;
 mod store;
+mod supervise;
 
 pub use config::SocialConfig;
 pub use error::SocialError;

@@ -13,6 +13,7 @@ use crate::domain::{NameSearch, NewUser};
 use crate::error::SocialError;
 use crate::feed::cache::FeedCache;
 use crate::feed::{FeedPost, FeedReader};
+use crate::live::{LiveHub, Presence};
 use crate::store::{Ownership, PostRecord, Store, UserRecord};
 
 pub use crate::store::{PostRecord as Post, UserRecord as User};
@@ -23,6 +24,9 @@ pub struct SocialService {
     hasher: PasswordHasher,
     token_ttl: Duration,
     feed: FeedReader,
+    live: LiveHub,
+    replay_limit: i64,
+    live_heartbeat: Duration,
 }
 
 impl SocialService {
@@ -30,8 +34,17 @@ impl SocialService {
     pub fn new(pool: DbPool, config: &SocialConfig) -> anyhow::Result<Self> {
         let store = Store::new(pool);
         let cache = FeedCache::from_config(&config.feed)?;
+        let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
+        let live = LiveHub::new(
+            config.live.resolve_instance_id(),
+            presence,
+            config.live.socket_buffer as usize,
+        );
         Ok(Self {
             feed: FeedReader::new(store.clone(), cache),
+            live,
+            replay_limit: i64::from(config.live.replay_limit),
+            live_heartbeat: config.live.heartbeat(),
             store,
             hasher: PasswordHasher::new(config.hash_concurrency(), config.password_hash_queue),
             token_ttl: config.token_ttl(),
@@ -40,6 +53,31 @@ impl SocialService {
 
     pub fn feed(&self) -> &FeedReader {
         &self.feed
+    }
+
+    /// This instance's live feed sockets.
+    pub fn live(&self) -> &LiveHub {
+        &self.live
+    }
+
+    /// How often live sockets are pinged.
+    pub fn live_heartbeat(&self) -> Duration {
+        self.live_heartbeat
+    }
+
+    /// What a live client reconnecting after `since` missed: friends' newer posts, oldest
+    /// first, at most the replay limit (the newest ones; the feed holds the rest).
+    pub async fn live_replay(&self, user_id: i64, since: i64) -> Result<Vec<Post>, SocialError> {
+        Ok(self
+            .store
+            .feed_posts_after(user_id, since, self.replay_limit)
+            .await?)
+    }
+
+    /// Age in seconds of the oldest change the feed worker has not taken yet, and how many
+    /// wait (counted up to 100,000).
+    pub async fn outbox_backlog(&self) -> Result<(i64, f64), SocialError> {
+        Ok(self.store.outbox_backlog().await?)
     }
 
     /// Posts `offset..offset + limit` of the user's feed: friends' posts, newest first.

@@ -339,6 +339,22 @@ async fn append_outbox(
     Ok(())
 }
 
+impl Store {
+    /// Rows waiting in `feed_outbox` (counted up to 100,000) and the oldest one's age in
+    /// seconds.
+    pub async fn outbox_backlog(&self) -> Result<(i64, f64), DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM (SELECT 1 FROM feed_outbox LIMIT 100000) o), \
+                        coalesce(extract(epoch FROM now() - (SELECT created_at FROM feed_outbox ORDER BY id LIMIT 1)), 0)::float8",
+            )
+            .await?;
+        let row = db.query_one(&statement, &[]).await?;
+        Ok((row.get(0), row.get(1)))
+    }
+}
+
 /// Feed queries. Each friend contributes at most the rows a page can use (LATERAL ... LIMIT),
 /// so a friend with a million posts costs no more than one with a thousand.
 impl Store {
@@ -439,6 +455,49 @@ impl Store {
             .await?;
         let rows = db.query(&statement, &[&author_id, &after, &limit]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Which of `users` follow `author_id` (to find a celebrity's online followers without
+    /// listing all of them).
+    pub async fn followers_among(
+        &self,
+        author_id: i64,
+        users: &[i64],
+    ) -> Result<Vec<i64>, DbError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT user_id FROM friendships WHERE friend_id = $1 AND user_id = ANY($2)",
+            )
+            .await?;
+        let rows = db.query(&statement, &[&author_id, &users]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Friends' posts newer than `since`: the newest `limit` of them, oldest first (what a
+    /// reconnecting live client missed).
+    pub async fn feed_posts_after(
+        &self,
+        user_id: i64,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<PostRecord>, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT p.id, p.author_id, p.text FROM friendships f CROSS JOIN LATERAL \
+                   (SELECT id, author_id, text FROM posts \
+                    WHERE author_id = f.friend_id AND id > $2 ORDER BY id DESC LIMIT $3) p \
+                 WHERE f.user_id = $1 ORDER BY p.id DESC LIMIT $3",
+            )
+            .await?;
+        let rows = db.query(&statement, &[&user_id, &since, &limit]).await?;
+        let mut posts: Vec<PostRecord> = rows.iter().map(PostRecord::from_row).collect();
+        posts.reverse();
+        Ok(posts)
     }
 
     /// Followers, counted up to `cap` (enough to tell a celebrity without counting millions).

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::FeedEventKind;
 use super::cache::FeedCache;
 use crate::error::SocialError;
+use crate::live::{LiveDelivery, LiveMessage, Presence};
 use crate::store::Store;
 
 /// An outbox row as published by the relay.
@@ -36,10 +37,20 @@ pub struct FanoutTask {
     pub after: i64,
 }
 
+/// What handling an event or task leaves for the transport to send.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The next batch of followers, for the bulk lane.
+    pub next: Option<FanoutTask>,
+    /// Live messages for the instances where recipients are connected.
+    pub live: Vec<LiveDelivery>,
+}
+
 #[derive(Clone)]
 pub struct FanOut {
     store: Store,
     cache: FeedCache,
+    presence: Presence,
     batch: i64,
     celebrity_followers: i64,
 }
@@ -48,12 +59,14 @@ impl FanOut {
     pub(crate) fn new(
         store: Store,
         cache: FeedCache,
+        presence: Presence,
         batch: u32,
         celebrity_followers: u64,
     ) -> Self {
         Self {
             store,
             cache,
+            presence,
             batch: i64::from(batch),
             celebrity_followers: celebrity_followers as i64,
         }
@@ -61,7 +74,7 @@ impl FanOut {
 
     /// Applies an event; returns the next batch when followers remain, to go on the bulk lane
     /// so that one big author never holds up the events behind it.
-    pub async fn on_event(&self, event: &FeedEvent) -> Result<Option<FanoutTask>, SocialError> {
+    pub async fn on_event(&self, event: &FeedEvent) -> Result<Outcome, SocialError> {
         let (actor, subject) = (event.actor_id, event.subject_id);
         match event.kind {
             FeedEventKind::PostCreated => {
@@ -74,7 +87,10 @@ impl FanOut {
                     self.cache.add_celebrity(actor).await?;
                     self.cache.push_author_post(actor, subject).await?;
                     metrics::counter!("feed_celebrity_posts_total").increment(1);
-                    return Ok(None);
+                    return Ok(Outcome {
+                        next: None,
+                        live: self.live_for_celebrity(actor, subject).await?,
+                    });
                 }
                 self.on_task(&FanoutTask {
                     post_id: subject,
@@ -97,18 +113,19 @@ impl FanOut {
             }
             FeedEventKind::PostUpdated => {
                 self.cache.forget_post(subject).await?;
-                Ok(None)
+                Ok(Outcome::default())
             }
             FeedEventKind::FriendAdded | FeedEventKind::FriendRemoved => {
                 // The user's feed now has other sources: rebuild it on their next read.
                 self.cache.drop_feed(actor).await?;
-                Ok(None)
+                Ok(Outcome::default())
             }
         }
     }
 
-    /// Updates one batch of followers' feeds in one Redis round trip.
-    pub async fn on_task(&self, task: &FanoutTask) -> Result<Option<FanoutTask>, SocialError> {
+    /// Updates one batch of followers' feeds in one Redis round trip, and routes a new post
+    /// to the instances where those followers are online.
+    pub async fn on_task(&self, task: &FanoutTask) -> Result<Outcome, SocialError> {
         let followers = self
             .store
             .followers_after(task.author_id, task.after, self.batch)
@@ -120,12 +137,68 @@ impl FanOut {
         };
         metrics::counter!("feed_fanout_batches_total").increment(1);
         metrics::counter!("feed_fanout_feeds_changed_total").increment(changed);
-        Ok(match followers.last() {
+        let live = match task.action {
+            FanoutAction::Push => {
+                let online = self.presence.online_among(&followers).await?;
+                self.live_messages(task.post_id, online).await?
+            }
+            FanoutAction::Retract => Vec::new(),
+        };
+        let next = match followers.last() {
             Some(&last) if followers.len() as i64 == self.batch => Some(FanoutTask {
                 after: last,
                 ..*task
             }),
             _ => None,
-        })
+        };
+        Ok(Outcome { next, live })
+    }
+
+    /// A celebrity's followers are too many to list per post; their online users are few, so
+    /// those are intersected with the followers instead.
+    async fn live_for_celebrity(
+        &self,
+        author_id: i64,
+        post_id: i64,
+    ) -> Result<Vec<LiveDelivery>, SocialError> {
+        let mut online = Vec::new();
+        for instance in self.presence.live_instances().await? {
+            let users = self.presence.online_users(&instance).await?;
+            let mut followers = Vec::new();
+            for chunk in users.chunks(1000) {
+                followers.extend(self.store.followers_among(author_id, chunk).await?);
+            }
+            if !followers.is_empty() {
+                online.push((instance, followers));
+            }
+        }
+        self.live_messages(post_id, online).await
+    }
+
+    /// One message per instance with online recipients; none when nobody is online or the
+    /// post is gone.
+    async fn live_messages(
+        &self,
+        post_id: i64,
+        online: Vec<(String, Vec<i64>)>,
+    ) -> Result<Vec<LiveDelivery>, SocialError> {
+        if online.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(post) = self.store.posts_by_ids(&[post_id]).await?.pop() else {
+            return Ok(Vec::new());
+        };
+        Ok(online
+            .into_iter()
+            .map(|(instance, recipients)| LiveDelivery {
+                instance,
+                message: LiveMessage {
+                    post_id,
+                    author_id: post.author_id,
+                    text: post.text.clone(),
+                    recipients,
+                },
+            })
+            .collect())
     }
 }

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_platform::amqp::{self, AmqpConfig, Backoff};
+use agora_platform::amqp::{self, AmqpConfig};
 use agora_platform::config::DatabaseConfig;
 use agora_platform::db::{self, DbPool};
 use anyhow::Context;
@@ -38,7 +38,9 @@ use super::FeedConfig;
 use super::FeedEventKind;
 use super::cache::FeedCache;
 use super::fanout::{FanOut, FanoutTask, FeedEvent};
+use crate::live::{LiveDelivery, Presence, instance_queue};
 use crate::store::Store;
+use crate::supervise::supervise;
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
@@ -89,9 +91,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = db::connect_pool(&config.database, "agora-worker")?;
     let cache = FeedCache::from_config(&config.feed)?;
+    let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
     let fanout = FanOut::new(
         Store::new(pool.clone()),
         cache,
+        presence,
         config.feed.fanout_batch,
         config.feed.celebrity_followers,
     );
@@ -115,29 +119,6 @@ pub async fn run(
     tracing::info!(namespace = %config.feed.namespace, "feed worker running");
     while tasks.join_next().await.is_some() {}
     Ok(())
-}
-
-/// Reruns `part` after any failure, with backoff, until shutdown.
-async fn supervise<F, Fut>(name: &'static str, stop: watch::Receiver<bool>, part: F)
-where
-    F: Fn(watch::Receiver<bool>) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let mut backoff = Backoff::default();
-    while !*stop.borrow() {
-        let started = std::time::Instant::now();
-        match part(stop.clone()).await {
-            Ok(()) => return,
-            Err(error) => {
-                tracing::warn!(part = name, error = format!("{error:#}"), "restarting");
-                metrics::counter!("feed_worker_restarts_total", "part" => name).increment(1);
-            }
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff.reset();
-        }
-        backoff.wait().await;
-    }
 }
 
 async fn declare(channel: &Channel, config: &WorkerConfig, queue: &str) -> anyhow::Result<()> {
@@ -181,6 +162,37 @@ async fn publish_confirmed<T: Serialize>(
                 .await?,
         );
     }
+    await_confirms(confirms, queue).await
+}
+
+/// Sends live messages to their instances' queues. They are transient and not mandatory: a
+/// queue that is gone belongs to an instance that is gone, whose clients replay on reconnect.
+async fn publish_live(
+    channel: &Channel,
+    namespace: &str,
+    deliveries: &[LiveDelivery],
+) -> anyhow::Result<()> {
+    let mut confirms = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let payload = serde_json::to_vec(&delivery.message)?;
+        let queue = instance_queue(namespace, &delivery.instance);
+        confirms.push(
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    BasicProperties::default().with_content_type("application/json".into()),
+                )
+                .await?,
+        );
+    }
+    metrics::counter!("live_messages_published_total").increment(deliveries.len() as u64);
+    await_confirms(confirms, "live queues").await
+}
+
+async fn await_confirms(confirms: Vec<lapin::PublisherConfirm>, queue: &str) -> anyhow::Result<()> {
     for confirm in confirms {
         let confirmation = confirm.await?;
         if !confirmation.is_ack() {
@@ -351,9 +363,13 @@ async fn consume(
                 tracing::error!(lane = lane.name(), "dropping an undecodable message");
                 delivery.ack(BasicAckOptions::default()).await?;
             }
-            Some(Ok(next)) => {
-                if let Some(next) = next {
-                    // The continuation is safely queued before this message is acknowledged.
+            Some(Ok(outcome)) => {
+                // The live messages and the continuation are safely queued before this message
+                // is acknowledged.
+                if !outcome.live.is_empty() {
+                    publish_live(&channel, &config.feed.namespace, &outcome.live).await?;
+                }
+                if let Some(next) = outcome.next {
                     publish_confirmed(&channel, &queues.fanout, &[next]).await?;
                 }
                 delivery.ack(BasicAckOptions::default()).await?;

@@ -2,10 +2,12 @@
 
 mod docs;
 mod friends;
+mod live;
 mod posts;
 mod users;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use agora_platform::db;
 use agora_platform::http::{OpsEndpoints, bearer_token, finish_router, serve};
@@ -19,18 +21,46 @@ use tokio::net::TcpListener;
 use crate::config::SocialConfig;
 use crate::domain::format_date;
 use crate::error::SocialError;
+use crate::live::consumer::LiveStatus;
 use crate::service::{Post, SocialService, User};
 
+/// Outbox rows older than this mean the worker or the broker is not taking them.
+const OUTBOX_LAG_DEGRADED_SECS: f64 = 30.0;
+
 /// The complete application: contract routes, docs, ops endpoints and shared layers.
-pub fn app(service: SocialService, config: &SocialConfig) -> Router {
+pub fn app(service: SocialService, config: &SocialConfig, live: Arc<LiveStatus>) -> Router {
     let pool = service.pool().clone();
     let scrape_pool = pool.clone();
     let redis = service.feed().cache().redis().clone();
+    let outbox_service = service.clone();
     let ops = OpsEndpoints::default()
         .check("postgres", db::readiness_check(pool))
         .optional_check("redis", move || {
             let redis = redis.clone();
             Box::pin(async move { redis.ping().await.map_err(|error| error.to_string()) })
+        })
+        .optional_check("rabbitmq", move || {
+            let consuming = live.is_consuming();
+            Box::pin(async move {
+                consuming
+                    .then_some(())
+                    .ok_or_else(|| "not consuming the live feed queue".to_owned())
+            })
+        })
+        .optional_check("feed_worker", move || {
+            let service = outbox_service.clone();
+            Box::pin(async move {
+                let (waiting, age) = service
+                    .outbox_backlog()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                if age > OUTBOX_LAG_DEGRADED_SECS {
+                    return Err(format!(
+                        "{waiting} feed changes waiting for {age:.0} s: is the broker or `agora worker` down?"
+                    ));
+                }
+                Ok(())
+            })
         })
         .on_scrape(move || db::record_pool_metrics(&scrape_pool, "primary"));
     let api = Router::new()
@@ -45,6 +75,7 @@ pub fn app(service: SocialService, config: &SocialConfig) -> Router {
         .route("/post/delete/{id}", put(posts::delete))
         .route("/post/get/{id}", get(posts::get))
         .route("/post/feed", get(posts::feed))
+        .route("/post/feed/posted", get(live::posted))
         .with_state(service);
     let router = api.merge(docs::router()).merge(ops.router());
     finish_router(router, &config.http)
@@ -58,8 +89,23 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = db::connect_pool(&config.database, "agora-social")?;
     let service = SocialService::new(pool, &config)?;
-    let app = app(service, &config);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let live = crate::live::consumer::spawn(
+        config.live.clone(),
+        config.feed.namespace.clone(),
+        service.live().clone(),
+        stop,
+    );
+    tracing::info!(instance = %service.live().instance(), "live feed instance");
+    let hub = service.live().clone();
+    let app = app(service, &config, live);
     let grace = std::time::Duration::from_secs(config.http.shutdown_grace_secs);
+    let shutdown = async move {
+        shutdown.await;
+        // Upgraded sockets are not connections graceful shutdown waits for: close them.
+        hub.close_all();
+        let _ = stop_tx.send(true);
+    };
     serve(listener, app, shutdown, grace).await?;
     Ok(())
 }

@@ -13,12 +13,17 @@ async fn health_ready_and_metrics_answer() {
     let app = TestApp::spawn().await;
     let health: Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(health, json!({"status": "ok"}));
-    let ready = app.get("/ready", None).await;
-    assert_eq!(ready.status(), StatusCode::OK);
-    assert_eq!(
-        ready.json::<Value>().await.unwrap(),
-        json!({"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}})
-    );
+    // The live consumer connects in the background, moments after the server starts.
+    crate::common::eventually("every check ok", || async {
+        let ready = app.get("/ready", None).await;
+        assert_eq!(ready.status(), StatusCode::OK);
+        let body = ready.json::<Value>().await.unwrap();
+        let expected = json!({"status": "ready", "checks": {
+            "postgres": "ok", "redis": "ok", "rabbitmq": "ok", "feed_worker": "ok"
+        }});
+        (body == expected).then_some(())
+    })
+    .await;
 
     app.get("/user/get/424242", None).await;
     let metrics = app.get("/metrics", None).await.text().await.unwrap();

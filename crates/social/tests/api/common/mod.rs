@@ -12,6 +12,7 @@ use agora_platform::testing::TestDatabase;
 use agora_social::SocialConfig;
 use agora_social::feed::FeedConfig;
 use agora_social::feed::worker::WorkerConfig;
+use agora_social::live::LiveConfig;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -46,6 +47,10 @@ pub fn config_for(database_url: &str) -> SocialConfig {
             namespace: unique_namespace(),
             ..FeedConfig::for_redis(redis_url())
         },
+        live: LiveConfig {
+            amqp: test_amqp_config(&amqp_url()),
+            ..LiveConfig::for_amqp(amqp_url())
+        },
         token_ttl_secs: 3600,
         password_hash_concurrency: 2,
         password_hash_queue: 256,
@@ -77,24 +82,28 @@ impl TestApp {
 
     /// Serves with `config` (its database URL may point elsewhere, e.g. through a proxy).
     pub async fn spawn_with(database: TestDatabase, config: SocialConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(agora_social::http::run(
-            config.clone(),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        init_tracing();
+        let mut instance = Instance::start(config.clone()).await;
         Self {
-            address,
+            address: instance.address,
             config,
             worker: None,
             client: Client::new(),
             database,
-            stop: Some(stop),
+            stop: instance.stop.take(),
         }
+    }
+
+    /// Another server instance of the same deployment (database, Redis namespace, broker).
+    pub async fn spawn_instance(&self) -> Instance {
+        let mut config = self.config.clone();
+        config.live.instance_id = String::new();
+        Instance::start(config).await
+    }
+
+    /// A live feed socket on this app's first instance.
+    pub async fn live(&self, token: &str, since: Option<&str>) -> LiveSocket {
+        live_connect(self.address, token, since).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -270,16 +279,20 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:56730/%2f".into())
 }
 
+pub fn test_amqp_config(amqp_url: &str) -> AmqpConfig {
+    AmqpConfig {
+        // Queues of finished tests vanish from the shared broker by themselves.
+        queue_expires_secs: 300,
+        ..AmqpConfig::for_url(amqp_url)
+    }
+}
+
 /// A worker config for `app`: same database, Redis namespace and queues.
 pub fn worker_config_for(app: &TestApp, amqp_url: &str) -> WorkerConfig {
     WorkerConfig {
         database: app.config.database.clone(),
         feed: app.config.feed.clone(),
-        amqp: AmqpConfig {
-            // Queues of finished tests vanish from the shared broker by themselves.
-            queue_expires_secs: 300,
-            ..AmqpConfig::for_url(amqp_url)
-        },
+        amqp: test_amqp_config(amqp_url),
         relay_batch: 200,
         // Far beyond any test's patience: posts must arrive because NOTIFY woke the relay.
         relay_poll_ms: 600_000,
@@ -302,6 +315,125 @@ impl TestApp {
             let _ = stopped.await;
         }));
         self.worker = Some(stop);
+    }
+}
+
+/// Logs of the servers and workers under test, when `RUST_LOG` asks for them.
+fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A server instance without a database of its own; stops when dropped.
+pub struct Instance {
+    pub address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Instance {
+    async fn start(config: SocialConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(agora_social::http::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            stop: Some(stop),
+        }
+    }
+
+    pub async fn live(&self, token: &str, since: Option<&str>) -> LiveSocket {
+        live_connect(self.address, token, since).await
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub type LiveSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The handshake request for `/post/feed/posted`, with a bearer token when given.
+pub fn live_request(
+    address: SocketAddr,
+    token: Option<&str>,
+    since: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let query = since.map(|id| format!("?since={id}")).unwrap_or_default();
+    let mut request = format!("ws://{address}/post/feed/posted{query}")
+        .into_client_request()
+        .unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
+/// Opens a live socket and waits until the server has announced it, so posts made right after
+/// are routed to it.
+pub async fn live_connect(address: SocketAddr, token: &str, since: Option<&str>) -> LiveSocket {
+    let (socket, response) =
+        tokio_tungstenite::connect_async(live_request(address, Some(token), since))
+            .await
+            .expect("live feed handshake");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    // Presence is recorded right after the upgrade; give it a moment to land in Redis.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    socket
+}
+
+/// The next post message on a live socket as (postId, postText, author_user_id); panics on a
+/// close or after 10 s.
+pub async fn next_live_post(socket: &mut LiveSocket) -> (String, String, String) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = std::time::Duration::from_secs(10);
+    loop {
+        let frame = tokio::time::timeout(deadline, socket.next())
+            .await
+            .expect("a live post within 10 s")
+            .expect("the socket is open")
+            .expect("a valid frame");
+        match frame {
+            Message::Text(text) => {
+                let body: Value = serde_json::from_str(&text).unwrap();
+                return (
+                    body["postId"].as_str().unwrap().to_owned(),
+                    body["postText"].as_str().unwrap().to_owned(),
+                    body["author_user_id"].as_str().unwrap().to_owned(),
+                );
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a post, got {other:?}"),
+        }
+    }
+}
+
+/// Asserts no post arrives on the socket for `millis`.
+pub async fn assert_no_live_post(socket: &mut LiveSocket, millis: u64) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(millis);
+    loop {
+        match tokio::time::timeout_at(until, socket.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(other) => panic!("expected silence, got {other:?}"),
+        }
     }
 }
 

@@ -1,0 +1,241 @@
+//! `GET /post/feed/posted`: the live feed over WebSocket (`shared/otus/asyncapi.json`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agora_platform::http::QueryParams;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::AuthUser;
+use crate::domain;
+use crate::error::SocialError;
+use crate::live::hub::LivePost;
+use crate::service::SocialService;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveQuery {
+    /// The last post id the client saw: newer posts are replayed first.
+    since: Option<String>,
+}
+
+/// The contract's `Post` message.
+#[derive(Serialize)]
+struct PostedMessage<'a> {
+    #[serde(rename = "postId")]
+    post_id: String,
+    #[serde(rename = "postText")]
+    post_text: &'a str,
+    author_user_id: String,
+}
+
+/// Ids recently sent on one socket, so a post that arrives both by replay and live, or twice
+/// after a worker retry, is sent once. Small and fixed: overlaps are always among the newest.
+struct RecentIds(VecDeque<i64>);
+
+const RECENT_IDS: usize = 128;
+
+impl RecentIds {
+    fn new() -> Self {
+        Self(VecDeque::with_capacity(RECENT_IDS))
+    }
+
+    /// False when `id` was sent already.
+    fn insert(&mut self, id: i64) -> bool {
+        if self.0.contains(&id) {
+            return false;
+        }
+        if self.0.len() == RECENT_IDS {
+            self.0.pop_front();
+        }
+        self.0.push_back(id);
+        true
+    }
+}
+
+/// The token is checked before the upgrade: a client without one gets a plain 401.
+pub async fn posted(
+    State(service): State<SocialService>,
+    AuthUser(me): AuthUser,
+    QueryParams(query): QueryParams<LiveQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, SocialError> {
+    let since = query
+        .since
+        .map(|since| domain::id("since", &since))
+        .transpose()?;
+    let upgrade = upgrade.map_err(|rejection| {
+        SocialError::invalid(format!(
+            "this endpoint is a WebSocket: send an upgrade request ({rejection})"
+        ))
+    })?;
+    let heartbeat = service.live_heartbeat();
+    Ok(upgrade.on_upgrade(move |socket| session(socket, service, me, since, heartbeat)))
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Why a session ended, for the close frame and the metric.
+enum End {
+    ClientLeft,
+    Dead,
+    TooSlow,
+    ReplayFailed,
+    ShuttingDown,
+}
+
+impl End {
+    fn label(&self) -> &'static str {
+        match self {
+            End::ClientLeft => "client",
+            End::Dead => "heartbeat",
+            End::TooSlow => "too_slow",
+            End::ReplayFailed => "replay_failed",
+            End::ShuttingDown => "shutdown",
+        }
+    }
+
+    fn close_frame(&self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::ClientLeft => return None,
+            End::Dead => (close_code::AWAY, "no pong within two heartbeats"),
+            End::TooSlow => (
+                close_code::AGAIN,
+                "too slow: reconnect with since=<last post id>",
+            ),
+            End::ReplayFailed => (
+                close_code::AGAIN,
+                "replay unavailable: reconnect with since=<last post id>",
+            ),
+            End::ShuttingDown => (
+                close_code::RESTART,
+                "server restarting: reconnect with since=<last post id>",
+            ),
+        };
+        Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })
+    }
+}
+
+async fn session(
+    socket: WebSocket,
+    service: SocialService,
+    user: i64,
+    since: Option<i64>,
+    heartbeat: Duration,
+) {
+    let hub = service.live().clone();
+    let mut closing = hub.closing();
+    // Registered before the replay is read, so nothing published meanwhile falls in between.
+    let mut subscription = hub.subscribe(user);
+    hub.announce(user).await;
+    let (mut sink, mut stream) = socket.split();
+    let mut recent = RecentIds::new();
+    let end = 'session: {
+        if let Some(since) = since {
+            match service.live_replay(user, since).await {
+                Ok(posts) => {
+                    metrics::counter!("live_replayed_posts_total").increment(posts.len() as u64);
+                    for post in posts {
+                        recent.insert(post.id);
+                        let message = encode(post.id, post.author_id, &post.text);
+                        if send(&mut sink, message, heartbeat).await.is_err() {
+                            break 'session End::ClientLeft;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, user, "live replay failed");
+                    break 'session End::ReplayFailed;
+                }
+            }
+        }
+        if *closing.borrow_and_update() {
+            break 'session End::ShuttingDown;
+        }
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.tick().await;
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                post = subscription.posts.recv() => {
+                    let Some(post) = post else { break 'session End::TooSlow };
+                    if recent.insert(post.id)
+                        && send(&mut sink, live_message(&post), heartbeat).await.is_err()
+                    {
+                        break 'session End::ClientLeft;
+                    }
+                }
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break 'session End::ClientLeft,
+                    // Pongs, pings (answered by the library) and anything else prove liveness.
+                    Some(Ok(_)) => last_heard = Instant::now(),
+                },
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() > heartbeat * 2 {
+                        break 'session End::Dead;
+                    }
+                    if send(&mut sink, Message::Ping(Default::default()), heartbeat).await.is_err() {
+                        break 'session End::ClientLeft;
+                    }
+                }
+                _ = closing.changed() => break 'session End::ShuttingDown,
+            }
+        }
+    };
+    metrics::counter!("live_sessions_ended_total", "reason" => end.label()).increment(1);
+    if let Some(frame) = end.close_frame() {
+        let _ = send(&mut sink, Message::Close(Some(frame)), heartbeat).await;
+    }
+    drop(subscription);
+}
+
+fn live_message(post: &Arc<LivePost>) -> Message {
+    encode(post.id, post.author_id, &post.text)
+}
+
+fn encode(id: i64, author_id: i64, text: &str) -> Message {
+    let body = PostedMessage {
+        post_id: id.to_string(),
+        post_text: text,
+        author_user_id: author_id.to_string(),
+    };
+    Message::Text(
+        serde_json::to_string(&body)
+            .expect("a post serializes")
+            .into(),
+    )
+}
+
+/// Sends one frame; a client that cannot take it within a heartbeat counts as gone.
+async fn send(sink: &mut Sink, message: Message, heartbeat: Duration) -> Result<(), ()> {
+    match tokio::time::timeout(heartbeat, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentIds;
+
+    #[test]
+    fn recent_ids_forget_the_oldest_beyond_capacity() {
+        let mut recent = RecentIds::new();
+        assert!(recent.insert(1));
+        assert!(!recent.insert(1));
+        for id in 2..=super::RECENT_IDS as i64 + 1 {
+            assert!(recent.insert(id));
+        }
+        assert!(recent.insert(1), "1 was pushed out");
+    }
+}

@@ -1,0 +1,162 @@
+//! A server instance's side of the live feed: it consumes its own queue and hands each post to
+//! the hub, and keeps its presence in Redis fresh.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use agora_platform::amqp;
+use anyhow::Context;
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use tokio::sync::watch;
+
+use super::hub::{LiveHub, LivePost};
+use super::presence::REFRESH_EVERY;
+use super::{LiveConfig, LiveMessage, instance_queue};
+use crate::supervise::supervise;
+
+/// An instance queue nobody consumes is deleted after this long: instance ids are fresh per
+/// start, so a stopped instance's queue would otherwise stay forever.
+const QUEUE_EXPIRES: Duration = Duration::from_secs(300);
+
+/// Whether the instance is consuming its queue right now, for `/ready`.
+#[derive(Debug, Default)]
+pub struct LiveStatus {
+    consuming: AtomicBool,
+}
+
+impl LiveStatus {
+    pub fn is_consuming(&self) -> bool {
+        self.consuming.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts the queue consumer and the presence refresher; both stop when `stop` turns true,
+/// and the instance then withdraws its presence.
+pub fn spawn(
+    config: LiveConfig,
+    namespace: String,
+    hub: LiveHub,
+    stop: watch::Receiver<bool>,
+) -> Arc<LiveStatus> {
+    let status = Arc::new(LiveStatus::default());
+    let queue = instance_queue(&namespace, hub.instance());
+    tokio::spawn(supervise("live consumer", stop.clone(), {
+        let (config, hub, status, queue) = (
+            Arc::new(config),
+            hub.clone(),
+            status.clone(),
+            Arc::new(queue),
+        );
+        move |stop| {
+            consume(
+                config.clone(),
+                queue.clone(),
+                hub.clone(),
+                status.clone(),
+                stop,
+            )
+        }
+    }));
+    tokio::spawn(refresh_presence(hub, stop));
+    status
+}
+
+async fn refresh_presence(hub: LiveHub, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(REFRESH_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if let Err(error) = hub.presence().refresh(hub.instance(), &hub.users()).await {
+            tracing::warn!(%error, "could not refresh live presence");
+        }
+    }
+    if let Err(error) = hub.presence().withdraw(hub.instance()).await {
+        tracing::debug!(%error, "could not withdraw live presence; it expires by itself");
+    }
+}
+
+/// Clears the status flag however consumption ends.
+struct Consuming<'a>(&'a LiveStatus);
+
+impl Drop for Consuming<'_> {
+    fn drop(&mut self) {
+        self.0.consuming.store(false, Ordering::Relaxed);
+    }
+}
+
+async fn consume(
+    config: Arc<LiveConfig>,
+    queue: Arc<String>,
+    hub: LiveHub,
+    status: Arc<LiveStatus>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let connection = amqp::connect(&config.amqp, "agora-live").await?;
+    let channel = connection.create_channel().await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-expires".into(),
+        AMQPValue::LongUInt(QUEUE_EXPIRES.as_millis() as u32),
+    );
+    arguments.insert(
+        "x-max-length".into(),
+        AMQPValue::LongUInt(config.queue_max_length),
+    );
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("drop-head".into()),
+    );
+    arguments.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongUInt(config.message_ttl_ms),
+    );
+    // Not durable: live messages are worthless after a broker restart, and clients replay.
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            arguments,
+        )
+        .await
+        .with_context(|| format!("declaring {queue}"))?;
+    channel.basic_qos(256, BasicQosOptions::default()).await?;
+    let mut deliveries = channel
+        .basic_consume(
+            queue.as_str().into(),
+            ShortString::from(format!("agora-live-{}", hub.instance())),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    status.consuming.store(true, Ordering::Relaxed);
+    let _consuming = Consuming(&status);
+    tracing::info!(%queue, "consuming live feed messages");
+    loop {
+        let delivery = tokio::select! {
+            delivery = deliveries.next() => delivery,
+            _ = stop.changed() => return Ok(()),
+        };
+        let Some(delivery) = delivery else {
+            anyhow::bail!("the broker closed the live consumer");
+        };
+        let delivery = delivery?;
+        match serde_json::from_slice::<LiveMessage>(&delivery.data) {
+            Ok(message) => {
+                let post = Arc::new(LivePost {
+                    id: message.post_id,
+                    author_id: message.author_id,
+                    text: message.text,
+                });
+                hub.deliver(post, &message.recipients);
+                metrics::counter!("live_messages_received_total").increment(1);
+            }
+            Err(error) => tracing::error!(%error, "dropping an undecodable live message"),
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+    }
+}

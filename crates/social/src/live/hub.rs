@@ -1,0 +1,278 @@
+//! The sockets of one server instance, by user, and delivery to them.
+//!
+//! Each socket has a bounded queue of `socket_buffer` posts. Delivery never waits: a socket
+//! whose queue is full is cut loose on the spot (its session then closes it with 1013, "try
+//! again later", and the client reconnects with `since`), so one slow reader can neither stall
+//! the others nor grow the server's memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+
+use super::presence::Presence;
+
+/// A post on its way to sockets; shared, not copied, between recipients.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LivePost {
+    pub id: i64,
+    pub author_id: i64,
+    pub text: String,
+}
+
+struct Subscriber {
+    id: u64,
+    sender: mpsc::Sender<Arc<LivePost>>,
+}
+
+struct Inner {
+    instance: String,
+    presence: Presence,
+    buffer: usize,
+    sockets: Mutex<HashMap<i64, Vec<Subscriber>>>,
+    next_id: AtomicU64,
+    /// Turns true when the server shuts down: sessions then close their sockets.
+    closing: watch::Sender<bool>,
+}
+
+/// Cheap to clone; every clone is the same hub.
+#[derive(Clone)]
+pub struct LiveHub {
+    inner: Arc<Inner>,
+}
+
+/// What one delivery did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Sockets that got the post.
+    pub sockets: usize,
+    /// Sockets cut loose because their queue was full.
+    pub overflowed: usize,
+}
+
+/// One socket's registration: its queue of posts. Dropping it unregisters the socket.
+pub struct Subscription {
+    hub: LiveHub,
+    user: i64,
+    id: u64,
+    pub posts: mpsc::Receiver<Arc<LivePost>>,
+}
+
+impl LiveHub {
+    pub fn new(instance: String, presence: Presence, buffer: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                instance,
+                presence,
+                buffer,
+                sockets: Mutex::default(),
+                next_id: AtomicU64::new(0),
+                closing: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    pub fn presence(&self) -> &Presence {
+        &self.inner.presence
+    }
+
+    /// Asks every session to close its socket (the server is shutting down).
+    pub fn close_all(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Resolves when [`LiveHub::close_all`] is called.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Registers a socket of `user`. The caller announces the user in Redis (see
+    /// [`LiveHub::announce`]) once registered, so no post routed after it is missed.
+    pub fn subscribe(&self, user: i64) -> Subscription {
+        let (sender, posts) = mpsc::channel(self.inner.buffer);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.sockets()
+            .entry(user)
+            .or_default()
+            .push(Subscriber { id, sender });
+        metrics::gauge!("live_sockets").increment(1.0);
+        Subscription {
+            hub: self.clone(),
+            user,
+            id,
+            posts,
+        }
+    }
+
+    /// Records `user` as online on this instance.
+    pub async fn announce(&self, user: i64) {
+        if let Err(error) = self.inner.presence.join(&self.inner.instance, user).await {
+            // The periodic refresh announces the user once Redis is back.
+            tracing::warn!(%error, user, "could not record presence");
+        }
+    }
+
+    /// Hands `post` to every socket of `recipients` on this instance.
+    pub fn deliver(&self, post: Arc<LivePost>, recipients: &[i64]) -> Delivered {
+        let mut delivered = Delivered::default();
+        let mut sockets = self.sockets();
+        for user in recipients {
+            let Some(subscribers) = sockets.get_mut(user) else {
+                continue;
+            };
+            subscribers.retain(
+                |subscriber| match subscriber.sender.try_send(post.clone()) {
+                    Ok(()) => {
+                        delivered.sockets += 1;
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        delivered.overflowed += 1;
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                },
+            );
+            if subscribers.is_empty() {
+                sockets.remove(user);
+            }
+        }
+        drop(sockets);
+        metrics::counter!("live_posts_delivered_total").increment(delivered.sockets as u64);
+        if delivered.overflowed > 0 {
+            metrics::counter!("live_sockets_overflowed_total")
+                .increment(delivered.overflowed as u64);
+        }
+        delivered
+    }
+
+    /// Users with at least one socket here.
+    pub fn users(&self) -> Vec<i64> {
+        self.sockets().keys().copied().collect()
+    }
+
+    pub fn is_connected(&self, user: i64) -> bool {
+        self.sockets().contains_key(&user)
+    }
+
+    pub fn socket_count(&self) -> usize {
+        self.sockets().values().map(Vec::len).sum()
+    }
+
+    fn sockets(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<Subscriber>>> {
+        self.inner.sockets.lock().expect("not poisoned")
+    }
+
+    /// Removes one socket; true when the user has none left here.
+    fn unsubscribe(&self, user: i64, id: u64) -> bool {
+        let mut sockets = self.sockets();
+        if let Some(subscribers) = sockets.get_mut(&user) {
+            subscribers.retain(|subscriber| subscriber.id != id);
+            if subscribers.is_empty() {
+                sockets.remove(&user);
+            }
+        }
+        !sockets.contains_key(&user)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        metrics::gauge!("live_sockets").decrement(1.0);
+        if !self.hub.unsubscribe(self.user, self.id) {
+            return;
+        }
+        let (hub, user) = (self.hub.clone(), self.user);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let instance = hub.instance().to_owned();
+            if let Err(error) = hub.presence().leave(&instance, user).await {
+                tracing::debug!(%error, user, "could not clear presence; it expires by itself");
+            }
+            // A socket of the same user may have opened meanwhile and announced itself before
+            // this removal landed: announce it again.
+            if hub.is_connected(user) {
+                hub.announce(user).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_platform::cache::{Redis, RedisConfig};
+
+    use super::*;
+
+    fn hub(buffer: usize) -> LiveHub {
+        // Never contacted by these tests' assertions: presence updates fail quietly.
+        let redis = Redis::new(&RedisConfig::for_url("redis://127.0.0.1:1")).unwrap();
+        LiveHub::new("test".into(), Presence::new(redis, "t:"), buffer)
+    }
+
+    fn post(id: i64) -> Arc<LivePost> {
+        Arc::new(LivePost {
+            id,
+            author_id: 1,
+            text: "hi".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn delivers_to_every_socket_of_recipients_only() {
+        let hub = hub(4);
+        let mut first = hub.subscribe(10);
+        let mut second = hub.subscribe(10);
+        let mut other = hub.subscribe(20);
+        let delivered = hub.deliver(post(1), &[10, 30]);
+        assert_eq!(delivered.sockets, 2);
+        assert_eq!(first.posts.recv().await.unwrap().id, 1);
+        assert_eq!(second.posts.recv().await.unwrap().id, 1);
+        assert!(other.posts.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_is_cut_loose_without_blocking_others() {
+        let hub = hub(2);
+        let mut slow = hub.subscribe(10);
+        let mut fast = hub.subscribe(11);
+        for id in 1..=2 {
+            hub.deliver(post(id), &[10, 11]);
+            assert_eq!(fast.posts.recv().await.unwrap().id, id);
+        }
+        let third = hub.deliver(post(3), &[10, 11]);
+        assert_eq!(
+            third,
+            Delivered {
+                sockets: 1,
+                overflowed: 1
+            }
+        );
+        assert!(!hub.is_connected(10));
+        // The slow socket drains what it had, then learns it was cut loose.
+        assert_eq!(slow.posts.recv().await.unwrap().id, 1);
+        assert_eq!(slow.posts.recv().await.unwrap().id, 2);
+        assert!(slow.posts.recv().await.is_none());
+        assert_eq!(fast.posts.recv().await.unwrap().id, 3);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_subscription_unregisters_it() {
+        let hub = hub(2);
+        let first = hub.subscribe(10);
+        let second = hub.subscribe(10);
+        drop(first);
+        assert!(hub.is_connected(10));
+        assert_eq!(hub.socket_count(), 1);
+        drop(second);
+        assert!(!hub.is_connected(10));
+        assert!(hub.users().is_empty());
+    }
+}
