@@ -50,6 +50,9 @@ struct RebuildArgs {
     /// The user whose feed to rebuild.
     #[arg(long, group = "which")]
     user: Option<i64>,
+    /// Every follower of this author (warms an author's audience, e.g. for a benchmark).
+    #[arg(long, group = "which")]
+    followers_of: Option<i64>,
     /// Every user with at least one friend (a full feed takes 8 KB of Redis).
     #[arg(long, group = "which")]
     all: bool,
@@ -63,6 +66,37 @@ enum ScenarioCommand {
     Search(SearchScenarioArgs),
     /// Profile reads, searches and post reads of real rows, interleaved.
     Smoke(ScenarioArgs),
+    /// The feed benchmark's users: feed readers, authors with a follower, the top celebrity and
+    /// live-socket users, each with a fresh session token. Writes reads.txt, pairs.txt,
+    /// celebrity.txt, live-sockets.txt and live-authors.txt into --out-dir.
+    Feed(FeedScenarioArgs),
+}
+
+#[derive(clap::Args)]
+struct FeedScenarioArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    /// Feed readers (users with friends).
+    #[arg(long, default_value_t = 2000)]
+    readers: usize,
+    /// Ordinary authors, each with one follower who watches for their posts.
+    #[arg(long, default_value_t = 200)]
+    pairs: usize,
+    /// Users who hold a live socket; each is made to follow one of the live authors.
+    #[arg(long, default_value_t = 0)]
+    live_sockets: usize,
+    #[arg(long, default_value_t = 10)]
+    live_authors: usize,
+    /// Authors with this many followers count as celebrities (not used as ordinary authors).
+    #[arg(long, default_value_t = 10_000)]
+    celebrity_followers: i64,
+    /// Make the top celebrity followed by at least this many users (adds friendships).
+    #[arg(long, default_value_t = 0)]
+    celebrity_min_followers: i64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    out_dir: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -223,8 +257,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             agora_social::feed::worker::run(config, http::shutdown_signal()).await
         }
         Command::Feed(FeedCommand::Rebuild(args)) => rebuild_feeds(args).await,
+        Command::Scenario(ScenarioCommand::Feed(args)) => write_feed_scenario(args).await,
         Command::Scenario(scenario) => {
             let (args, paths) = match scenario {
+                ScenarioCommand::Feed(_) => unreachable!("handled above"),
                 ScenarioCommand::Search(args) => {
                     let pool = db::connect_pool(&args.common.database, "agora-scenario")?;
                     let paths = agora_social::scenario::search_paths(
@@ -301,10 +337,22 @@ async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let db = pool.get().await?;
-    let total: i64 = db
-        .query_one("SELECT count(DISTINCT user_id) FROM friendships", &[])
-        .await?
-        .get(0);
+    // Users with friends, or the followers of one author: the same keyset walk either way.
+    let (count_sql, page_sql, author) = match args.followers_of {
+        Some(author) => (
+            "SELECT count(*) FROM friendships WHERE friend_id = $1",
+            "SELECT user_id FROM friendships WHERE friend_id = $2 AND user_id > $1 \
+             ORDER BY user_id LIMIT 1000",
+            author,
+        ),
+        None => (
+            "SELECT count(DISTINCT user_id) FROM friendships WHERE $1::bigint IS NOT NULL",
+            "SELECT DISTINCT user_id FROM friendships WHERE user_id > $1 AND $2::bigint IS NOT NULL \
+             ORDER BY user_id LIMIT 1000",
+            0,
+        ),
+    };
+    let total: i64 = db.query_one(count_sql, &[&author]).await?.get(0);
     let bar = indicatif::ProgressBar::new(total as u64).with_style(
         indicatif::ProgressStyle::with_template(
             "rebuilding feeds [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
@@ -316,10 +364,7 @@ async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
     let (mut after, mut posts) = (i64::MIN, 0usize);
     loop {
         let users: Vec<i64> = db
-            .query(
-                "SELECT DISTINCT user_id FROM friendships WHERE user_id > $1 ORDER BY user_id LIMIT 1000",
-                &[&after],
-            )
+            .query(page_sql, &[&after, &author])
             .await?
             .iter()
             .map(|row| row.get(0))
@@ -339,6 +384,37 @@ async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
         "feed: rebuilt {total} feeds ({posts} entries) in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+async fn write_feed_scenario(args: FeedScenarioArgs) -> anyhow::Result<()> {
+    let pool = db::connect_pool(&args.database, "agora-scenario")?;
+    let options = agora_social::scenario::FeedScenarioOptions {
+        readers: args.readers,
+        pairs: args.pairs,
+        live_sockets: args.live_sockets,
+        live_authors: args.live_authors,
+        celebrity_followers: args.celebrity_followers,
+        celebrity_min_followers: args.celebrity_min_followers,
+        seed: args.seed,
+    };
+    let scenario = agora_social::scenario::feed_scenario(&pool, &options).await?;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let files = [
+        ("reads.txt", scenario.reads),
+        ("pairs.txt", scenario.pairs),
+        ("celebrity.txt", scenario.celebrity.into_iter().collect()),
+        ("live-sockets.txt", scenario.live_sockets),
+        ("live-authors.txt", scenario.live_authors),
+    ];
+    for (name, lines) in files {
+        let path = args.out_dir.join(name);
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("scenario: {} lines in {}", lines.len(), path.display());
+    }
     Ok(())
 }
 

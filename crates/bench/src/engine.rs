@@ -32,13 +32,30 @@ use tokio::sync::Mutex;
 
 use crate::model::{LatencySummary, Point, Second};
 
-/// What one series requests: paths cycled through by every client, with an optional token.
+/// What one series requests: requests cycled through by every client, with an optional token
+/// for those that carry none of their own.
 #[derive(Debug, Clone)]
 pub struct Workload {
     pub target: SocketAddr,
     pub host_header: String,
-    pub paths: Arc<Vec<String>>,
+    pub requests: Arc<Vec<RequestLine>>,
     pub bearer: Option<String>,
+}
+
+/// One GET: a path, and the bearer token of the user it is made as, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLine {
+    pub path: String,
+    pub bearer: Option<String>,
+}
+
+impl RequestLine {
+    pub fn path(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            bearer: None,
+        }
+    }
 }
 
 /// When each request is due.
@@ -227,7 +244,7 @@ async fn client_loop(
         if sender.is_none() {
             sender = connect(&workload).await;
         }
-        let path = &workload.paths[index % workload.paths.len()];
+        let line = &workload.requests[index % workload.requests.len()];
         index = index.wrapping_add(1);
         let sent = match &schedule {
             None => Instant::now(),
@@ -251,7 +268,7 @@ async fn client_loop(
                 Err("connect")
             }
             Some(connection) => {
-                let request = build_request(&workload, path);
+                let request = build_request(&workload, line);
                 let exchange = async {
                     // Await readiness first: a connection the server closed is noticed here.
                     connection.ready().await.map_err(|_| "connection")?;
@@ -323,9 +340,10 @@ async fn client_loop(
     }
 }
 
-fn build_request(workload: &Workload, path: &str) -> Request<Empty<Bytes>> {
-    let mut builder = Request::get(path).header(hyper::header::HOST, &workload.host_header);
-    if let Some(token) = &workload.bearer {
+fn build_request(workload: &Workload, line: &RequestLine) -> Request<Empty<Bytes>> {
+    let mut builder =
+        Request::get(line.path.as_str()).header(hyper::header::HOST, &workload.host_header);
+    if let Some(token) = line.bearer.as_ref().or(workload.bearer.as_ref()) {
         builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     builder

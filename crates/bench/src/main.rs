@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_bench::engine::{Pacing, Phase, Workload, run};
+use agora_bench::engine::{Pacing, Phase, RequestLine, Workload, run};
 use agora_bench::model::{MachineInfo, RunParams, RunReport, Section, Series};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -29,6 +29,24 @@ enum Command {
     Run(RunArgs),
     /// Merge earlier STEM.json results (series in the order given) and render them again.
     Render(RenderArgs),
+    /// Social network: time from POST /post/create until followers' feeds show the post, for
+    /// ordinary authors at a steady rate and one celebrity post. Writes a JSON result.
+    Propagation(agora_bench::social::PropagationArgs),
+    /// Render propagation results as a Markdown section and a chart.
+    PropagationReport(PropagationReportArgs),
+    /// Social network: post-to-WebSocket delay with many sockets open, and server memory per
+    /// socket. Writes a JSON result and a Markdown section next to it.
+    Live(agora_bench::social::LiveArgs),
+}
+
+#[derive(Args)]
+struct PropagationReportArgs {
+    /// A result of `propagation`; repeat to compare runs.
+    #[arg(long = "from", required = true)]
+    from: Vec<PathBuf>,
+    /// Markdown section to write; the chart goes next to it as .svg (and is embedded as .png).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -96,29 +114,38 @@ struct OutputArgs {
     stem: String,
 }
 
-fn parse_series(spec: &str) -> anyhow::Result<(String, Vec<String>)> {
+/// `NAME=PATH` or `NAME=@FILE`. A file has one request per line: a path, optionally followed
+/// by a space and the bearer token to send it with (requests made as many different users).
+fn parse_series(spec: &str) -> anyhow::Result<(String, Vec<RequestLine>)> {
     let (name, source) = spec
         .split_once('=')
         .context("--series takes NAME=PATH or NAME=@FILE")?;
-    let paths: Vec<String> = match source.strip_prefix('@') {
+    let lines: Vec<RequestLine> = match source.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("reading paths from {file}"))?
             .lines()
             .map(str::trim)
             .filter(|line| !line.is_empty())
-            .map(str::to_owned)
+            .map(|line| match line.split_once(' ') {
+                Some((path, token)) => RequestLine {
+                    path: path.to_owned(),
+                    bearer: Some(token.trim().to_owned()),
+                },
+                None => RequestLine::path(line),
+            })
             .collect(),
-        None => vec![source.to_owned()],
+        None => vec![RequestLine::path(source)],
     };
-    if paths.is_empty() {
+    if lines.is_empty() {
         bail!("series {name} has no paths");
     }
-    for path in &paths {
+    for line in &lines {
+        let path = &line.path;
         if !path.starts_with('/') || path.parse::<hyper::Uri>().is_err() {
             bail!("series {name}: {path:?} is not a path like /user/search?first_name=..");
         }
     }
-    Ok((name.to_owned(), paths))
+    Ok((name.to_owned(), lines))
 }
 
 fn machine() -> MachineInfo {
@@ -166,12 +193,23 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-fn describe(paths: &[String]) -> String {
-    if paths.len() == 1 {
-        format!("GET {}", paths[0])
+fn describe(lines: &[RequestLine]) -> String {
+    let users = lines
+        .iter()
+        .filter_map(|line| line.bearer.as_deref())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let as_users = if users > 1 {
+        format!(", as {users} users")
+    } else {
+        String::new()
+    };
+    let paths: Vec<&str> = lines.iter().map(|line| line.path.as_str()).collect();
+    if lines.len() == 1 {
+        format!("GET {}{as_users}", paths[0])
     } else {
         format!(
-            "GET, {} distinct paths cycled, e.g. {}",
+            "GET, {} requests cycled{as_users}, e.g. {}",
             paths.len(),
             paths[0]
         )
@@ -231,7 +269,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<RunReport> {
             let workload = Workload {
                 target: address,
                 host_header: host_header.clone(),
-                paths: Arc::new(paths),
+                requests: Arc::new(paths),
                 bearer: args.token.clone(),
             };
             let mut series = Series {
@@ -313,6 +351,18 @@ fn render_command(args: RenderArgs) -> anyhow::Result<RunReport> {
     Ok(report)
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (report, output) = match cli.command {
@@ -325,6 +375,53 @@ fn main() -> anyhow::Result<()> {
             let output_dir = args.output.out.clone();
             let stem = args.output.stem.clone();
             (render_command(args)?, (output_dir, stem))
+        }
+        Command::Propagation(args) => {
+            let out = args.out.clone();
+            let report = runtime()?.block_on(agora_bench::social::propagation(args))?;
+            let o = &report.ordinary;
+            println!(
+                "propagation {}: {} ordinary posts, p50 {:.1} ms, p99 {:.1} ms, {} lost; celebrity last follower {:?} ms",
+                report.label,
+                o.count,
+                o.p50_ms,
+                o.p99_ms,
+                report.lost,
+                report.celebrity.as_ref().and_then(|c| c.last_follower_ms)
+            );
+            write_json(&out, &report)?;
+            return Ok(());
+        }
+        Command::PropagationReport(args) => {
+            let mut reports = Vec::new();
+            for path in &args.from {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                reports.push(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?);
+            }
+            let svg = args.out.with_extension("svg");
+            agora_bench::social::propagation_chart(&reports, &svg)?;
+            let png = svg.with_extension("png");
+            let png_name = png.file_name().and_then(|n| n.to_str()).unwrap_or("chart.png");
+            std::fs::write(&args.out, agora_bench::social::propagation_markdown(&reports, png_name))?;
+            println!("wrote {} and {}", args.out.display(), svg.display());
+            return Ok(());
+        }
+        Command::Live(args) => {
+            let out = args.out.clone();
+            let report = runtime()?.block_on(agora_bench::social::live(args))?;
+            println!(
+                "live: {} sockets, {}/{} deliveries, p50 {:.1} ms, p99 {:.1} ms, {:?} KiB per socket",
+                report.sockets,
+                report.deliveries,
+                report.expected_deliveries,
+                report.post_to_socket.p50_ms,
+                report.post_to_socket.p99_ms,
+                report.server_kib_per_socket
+            );
+            write_json(&out, &report)?;
+            std::fs::write(out.with_extension("md"), agora_bench::social::live_markdown(&report))?;
+            return Ok(());
         }
     };
     let (dir, stem) = output;

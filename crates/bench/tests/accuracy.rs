@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agora_bench::engine::{Pacing, Phase, Workload, run};
+use agora_bench::engine::{Pacing, Phase, RequestLine, Workload, run};
 use agora_bench::model::Point;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -73,7 +73,7 @@ fn workload(target: SocketAddr) -> Workload {
     Workload {
         target,
         host_header: target.to_string(),
-        paths: Arc::new(vec!["/".to_owned()]),
+        requests: Arc::new(vec![RequestLine::path("/")]),
         bearer: None,
     }
 }

@@ -171,6 +171,187 @@ pub async fn smoke_paths(pool: &DbPool, count: usize, seed: u64) -> anyhow::Resu
     Ok(paths)
 }
 
+/// What the feed benchmark needs, drawn from the database. Users get sessions created directly
+/// (a login per user would spend seconds of Argon2 on setup), valid for a week.
+#[derive(Debug, Default)]
+pub struct FeedScenario {
+    /// `/post/feed?offset=0&limit=10 TOKEN` per sampled reader (users with friends).
+    pub reads: Vec<String>,
+    /// `AUTHOR_TOKEN FOLLOWER_TOKEN`: ordinary authors and one follower of each.
+    pub pairs: Vec<String>,
+    /// `AUTHOR_ID AUTHOR_TOKEN FOLLOWERS FIRST_TOKEN LAST_TOKEN`: the author with the most
+    /// followers, and the followers the fan-out reaches first and last.
+    pub celebrity: Option<String>,
+    /// One token per live socket.
+    pub live_sockets: Vec<String>,
+    /// `TOKEN SOCKETS`: live authors and how many of the sockets follow each.
+    pub live_authors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FeedScenarioOptions {
+    pub readers: usize,
+    pub pairs: usize,
+    pub live_sockets: usize,
+    pub live_authors: usize,
+    /// Authors with this many followers are celebrities and excluded from `pairs`.
+    pub celebrity_followers: i64,
+    /// The top celebrity gets followers added until it has at least this many.
+    pub celebrity_min_followers: i64,
+    pub seed: u64,
+}
+
+/// Sessions for `users`, in one statement; returns their tokens in the same order.
+async fn sessions_for(pool: &DbPool, users: &[i64]) -> anyhow::Result<Vec<String>> {
+    let issued: Vec<_> = users
+        .iter()
+        .map(|_| agora_platform::credentials::issue_token())
+        .collect();
+    let hashes: Vec<&[u8]> = issued.iter().map(|token| token.hash.as_slice()).collect();
+    pool.get()
+        .await?
+        .execute(
+            "INSERT INTO sessions (token_hash, user_id, expires_at) \
+             SELECT hash, user_id, now() + interval '7 days' FROM unnest($1::bytea[], $2::bigint[]) \
+             AS t(hash, user_id)",
+            &[&hashes, &users],
+        )
+        .await?;
+    Ok(issued.into_iter().map(|token| token.token).collect())
+}
+
+/// Builds the feed benchmark's scenario. With `live_sockets > 0` it also makes each live socket
+/// user follow one of the live authors (the only change it makes besides sessions).
+pub async fn feed_scenario(
+    pool: &DbPool,
+    options: &FeedScenarioOptions,
+) -> anyhow::Result<FeedScenario> {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let db = pool.get().await?;
+    let mut scenario = FeedScenario::default();
+
+    let wanted = options.readers + options.live_sockets + options.live_authors;
+    let mut sampled: Vec<i64> = sample(pool, "users", "id", wanted.max(1), options.seed)
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    sampled.shuffle(&mut rng);
+    let readers: Vec<i64> = db
+        .query(
+            "SELECT u FROM unnest($1::bigint[]) u \
+             WHERE EXISTS (SELECT 1 FROM friendships f WHERE f.user_id = u) LIMIT $2",
+            &[&sampled, &(options.readers as i64)],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    scenario.reads = sessions_for(pool, &readers)
+        .await?
+        .into_iter()
+        .map(|token| format!("/post/feed?offset=0&limit=10 {token}"))
+        .collect();
+
+    // Ordinary authors: friends of the readers with fewer followers than a celebrity.
+    let pairs: Vec<(i64, i64)> = db
+        .query(
+            "SELECT f.friend_id, min(f.user_id) FROM friendships f \
+             WHERE f.user_id = ANY($1) \
+               AND (SELECT count(*) FROM (SELECT 1 FROM friendships g WHERE g.friend_id = f.friend_id \
+                                          LIMIT $2) c) < $2 \
+             GROUP BY f.friend_id ORDER BY f.friend_id LIMIT $3",
+            &[&readers, &options.celebrity_followers, &(options.pairs as i64)],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let authors: Vec<i64> = pairs.iter().map(|pair| pair.0).collect();
+    let followers: Vec<i64> = pairs.iter().map(|pair| pair.1).collect();
+    let author_tokens = sessions_for(pool, &authors).await?;
+    let follower_tokens = sessions_for(pool, &followers).await?;
+    scenario.pairs = author_tokens
+        .into_iter()
+        .zip(follower_tokens)
+        .map(|(author, follower)| format!("{author} {follower}"))
+        .collect();
+
+    if let Some(row) = db
+        .query_opt(
+            "SELECT friend_id, count(*) FROM friendships GROUP BY friend_id \
+             ORDER BY count(*) DESC LIMIT 1",
+            &[],
+        )
+        .await?
+    {
+        let (celebrity, mut count): (i64, i64) = (row.get(0), row.get(1));
+        if count < options.celebrity_min_followers {
+            count += db
+                .execute(
+                    "INSERT INTO friendships (user_id, friend_id) \
+                     SELECT u.id, $1 FROM users u WHERE u.id <> $1 AND NOT EXISTS \
+                       (SELECT 1 FROM friendships f WHERE f.user_id = u.id AND f.friend_id = $1) \
+                     ORDER BY u.id LIMIT $2",
+                    &[&celebrity, &(options.celebrity_min_followers - count)],
+                )
+                .await
+                .context("adding followers to the celebrity")? as i64;
+        }
+        let edge = db
+            .query_one(
+                "SELECT min(user_id), max(user_id) FROM friendships WHERE friend_id = $1",
+                &[&celebrity],
+            )
+            .await?;
+        let users = [celebrity, edge.get(0), edge.get(1)];
+        let tokens = sessions_for(pool, &users).await?;
+        scenario.celebrity = Some(format!(
+            "{celebrity} {} {count} {} {}",
+            tokens[0], tokens[1], tokens[2]
+        ));
+    }
+
+    if options.live_sockets > 0 && options.live_authors > 0 {
+        let rest: Vec<i64> = sampled
+            .iter()
+            .copied()
+            .filter(|user| !readers.contains(user))
+            .collect();
+        if rest.len() < options.live_sockets + options.live_authors {
+            bail!(
+                "the database has too few users for {} live sockets",
+                options.live_sockets
+            );
+        }
+        let (live_authors, rest) = rest.split_at(options.live_authors);
+        let sockets = &rest[..options.live_sockets];
+        let follows: Vec<i64> = (0..sockets.len())
+            .map(|i| live_authors[i % live_authors.len()])
+            .collect();
+        db.execute(
+            "INSERT INTO friendships (user_id, friend_id) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[]) ON CONFLICT DO NOTHING",
+            &[&sockets, &follows],
+        )
+        .await
+        .context("making live sockets follow the live authors")?;
+        scenario.live_sockets = sessions_for(pool, sockets).await?;
+        let tokens = sessions_for(pool, live_authors).await?;
+        scenario.live_authors = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(k, token)| {
+                let following = (0..sockets.len())
+                    .filter(|i| i % live_authors.len() == k)
+                    .count();
+                format!("{token} {following}")
+            })
+            .collect();
+    }
+    Ok(scenario)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

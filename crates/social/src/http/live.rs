@@ -60,6 +60,12 @@ impl RecentIds {
     }
 }
 
+/// Largest frame a client may send; ours are pongs and closes.
+const CLIENT_FRAME_LIMIT: usize = 4 * 1024;
+/// Bytes a socket may have unsent before a send fails: the socket's buffer of posts bounds
+/// what waits in memory, this bounds what waits in the library.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
 /// The token is checked before the upgrade: a client without one gets a plain 401.
 pub async fn posted(
     State(service): State<SocialService>,
@@ -77,6 +83,14 @@ pub async fn posted(
         ))
     })?;
     let heartbeat = service.live_heartbeat();
+    // Clients only send pongs and closes: a 128 KiB read buffer per socket (the library's
+    // default) would be most of a socket's memory for nothing.
+    let upgrade = upgrade
+        .read_buffer_size(CLIENT_FRAME_LIMIT)
+        .max_message_size(CLIENT_FRAME_LIMIT)
+        .max_frame_size(CLIENT_FRAME_LIMIT)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER);
     Ok(upgrade.on_upgrade(move |socket| session(socket, service, me, since, heartbeat)))
 }
 
