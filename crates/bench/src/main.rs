@@ -352,7 +352,9 @@ fn render_command(args: RenderArgs) -> anyhow::Result<RunReport> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -397,13 +399,22 @@ fn main() -> anyhow::Result<()> {
             for path in &args.from {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                reports.push(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?);
+                reports.push(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?,
+                );
             }
             let svg = args.out.with_extension("svg");
             agora_bench::social::propagation_chart(&reports, &svg)?;
             let png = svg.with_extension("png");
-            let png_name = png.file_name().and_then(|n| n.to_str()).unwrap_or("chart.png");
-            std::fs::write(&args.out, agora_bench::social::propagation_markdown(&reports, png_name))?;
+            let png_name = png
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("chart.png");
+            std::fs::write(
+                &args.out,
+                agora_bench::social::propagation_markdown(&reports, png_name),
+            )?;
             println!("wrote {} and {}", args.out.display(), svg.display());
             return Ok(());
         }
@@ -420,7 +431,10 @@ fn main() -> anyhow::Result<()> {
                 report.server_kib_per_socket
             );
             write_json(&out, &report)?;
-            std::fs::write(out.with_extension("md"), agora_bench::social::live_markdown(&report))?;
+            std::fs::write(
+                out.with_extension("md"),
+                agora_bench::social::live_markdown(&report),
+            )?;
             return Ok(());
         }
     };

@@ -179,7 +179,10 @@ pub async fn propagation(args: PropagationArgs) -> anyhow::Result<PropagationRep
         .filter_map(|line| Some((line.first()?.clone(), line.get(1)?.clone())))
         .collect();
     if pairs.is_empty() {
-        bail!("{} has no AUTHOR_TOKEN FOLLOWER_TOKEN lines", args.pairs.display());
+        bail!(
+            "{} has no AUTHOR_TOKEN FOLLOWER_TOKEN lines",
+            args.pairs.display()
+        );
     }
     let celebrity = match &args.celebrity {
         Some(path) => read_lines(path)?.into_iter().next(),
@@ -198,7 +201,9 @@ pub async fn propagation(args: PropagationArgs) -> anyhow::Result<PropagationRep
         watchers.extend(line.iter().skip(3).map(String::as_str));
     }
     for chunk in watchers.chunks(32) {
-        let reads = chunk.iter().map(|token| feed_has(&client, &target, token, ""));
+        let reads = chunk
+            .iter()
+            .map(|token| feed_has(&client, &target, token, ""));
         for read in futures_util::future::join_all(reads).await {
             read.context("warming a watcher's feed")?;
         }
@@ -470,7 +475,10 @@ pub async fn live(args: LiveArgs) -> anyhow::Result<LiveReport> {
                     if let Ok(body) = serde_json::from_str::<serde_json::Value>(&text)
                         && let Some(id) = body["postId"].as_str()
                     {
-                        arrivals.lock().expect("not poisoned").push((id.to_owned(), at));
+                        arrivals
+                            .lock()
+                            .expect("not poisoned")
+                            .push((id.to_owned(), at));
                     }
                 }
             }
@@ -511,7 +519,9 @@ pub async fn live(args: LiveArgs) -> anyhow::Result<LiveReport> {
         }
     }
     let per_socket = match (rss_before, rss_after) {
-        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / tokens.len() as f64),
+        (Some(before), Some(after)) => {
+            Some(after.saturating_sub(before) as f64 / tokens.len() as f64)
+        }
         _ => None,
     };
     Ok(LiveReport {
@@ -583,7 +593,11 @@ pub fn propagation_markdown(reports: &[PropagationReport], chart_png: &str) -> S
 /// A Markdown section for one live run.
 pub fn live_markdown(report: &LiveReport) -> String {
     let l = &report.post_to_socket;
-    let memory = match (report.server_rss_before_kib, report.server_rss_after_kib, report.server_kib_per_socket) {
+    let memory = match (
+        report.server_rss_before_kib,
+        report.server_rss_after_kib,
+        report.server_kib_per_socket,
+    ) {
         (Some(before), Some(after), Some(per)) => format!(
             "{:.1} KiB per socket (server RSS {:.1} MiB before the sockets opened, {:.1} MiB with them open)",
             per,
