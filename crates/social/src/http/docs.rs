@@ -4,6 +4,7 @@
 //! status code we really return, the constraints we enforce, and the ops endpoints added; the
 //! `openapi` test checks it stays a superset of the official one. Swagger UI's assets are
 //! compiled in from the `swagger-ui-dist` crate, so the page works without a network.
+//! `api/asyncapi.json`, served at `/api/asyncapi.json`, does the same for the live feed.
 
 use axum::Router;
 use axum::http::header;
@@ -12,6 +13,9 @@ use axum::routing::get;
 use swagger_ui_dist::{ApiDefinition, OpenApiSource};
 
 pub const OPENAPI_JSON: &str = include_str!("../../api/openapi.json");
+/// The live feed's contract: the course's AsyncAPI document with our additions (`since`, the
+/// handshake's answers, close codes).
+pub const ASYNCAPI_JSON: &str = include_str!("../../api/asyncapi.json");
 
 const SWAGGER_PAGE: &str = r#"<!DOCTYPE html>
 <html lang="en">
@@ -43,6 +47,12 @@ pub fn router() -> Router {
             "/api/openapi.json",
             get(|| async {
                 ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+            }),
+        )
+        .route(
+            "/api/asyncapi.json",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "application/json")], ASYNCAPI_JSON).into_response()
             }),
         )
         .route("/api/swagger-ui.html", get(|| async { Html(SWAGGER_PAGE) }))

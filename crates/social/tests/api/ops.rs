@@ -205,3 +205,42 @@ async fn our_openapi_is_a_superset_of_the_official_contract() {
         }
     }
 }
+
+#[tokio::test]
+async fn our_asyncapi_keeps_the_official_live_feed_contract() {
+    let app = TestApp::spawn().await;
+    let ours: Value = app
+        .get("/api/asyncapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let vendored = include_str!("../../api/otus-asyncapi.json");
+    let shared_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/otus/asyncapi.json"
+    );
+    if let Ok(shared) = std::fs::read_to_string(shared_path) {
+        assert_eq!(
+            serde_json::from_str::<Value>(&shared).unwrap(),
+            serde_json::from_str::<Value>(vendored).unwrap(),
+            "crates/social/api/otus-asyncapi.json differs from ../shared/otus/asyncapi.json"
+        );
+    }
+    let official: Value = serde_json::from_str(vendored).unwrap();
+    for (channel, item) in official["channels"].as_object().unwrap() {
+        assert_eq!(
+            ours["channels"][channel]["subscribe"], item["subscribe"],
+            "{channel}: the subscribe operation changed"
+        );
+    }
+    // What the server sends is the contract's message, field for field.
+    assert_eq!(
+        ours["components"]["messages"],
+        official["components"]["messages"]
+    );
+    assert_eq!(
+        ours["components"]["schemas"],
+        official["components"]["schemas"]
+    );
+}
