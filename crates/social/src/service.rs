@@ -18,6 +18,9 @@ use crate::store::{Ownership, PostRecord, Store, UserRecord};
 
 pub use crate::store::{PostRecord as Post, UserRecord as User};
 
+/// Replay queries that may run at once, server-wide.
+const REPLAY_QUERIES: usize = 8;
+
 #[derive(Clone)]
 pub struct SocialService {
     store: Store,
@@ -27,6 +30,8 @@ pub struct SocialService {
     live: LiveHub,
     replay_limit: i64,
     live_heartbeat: Duration,
+    /// Replay queries running at once: after a restart every client replays together.
+    replays: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl SocialService {
@@ -45,6 +50,7 @@ impl SocialService {
             live,
             replay_limit: i64::from(config.live.replay_limit),
             live_heartbeat: config.live.heartbeat(),
+            replays: std::sync::Arc::new(tokio::sync::Semaphore::new(REPLAY_QUERIES)),
             store,
             hasher: PasswordHasher::new(config.hash_concurrency(), config.password_hash_queue),
             token_ttl: config.token_ttl(),
@@ -65,13 +71,22 @@ impl SocialService {
         self.live_heartbeat
     }
 
-    /// What a live client reconnecting after `since` missed: friends' newer posts, oldest
-    /// first, at most the replay limit (the newest ones; the feed holds the rest).
-    pub async fn live_replay(&self, user_id: i64, since: i64) -> Result<Vec<Post>, SocialError> {
+    /// Ids of what a live client reconnecting after `since` missed: friends' newer posts,
+    /// oldest first, at most the replay limit (the newest ones; the feed holds the rest).
+    pub async fn live_replay_ids(&self, user_id: i64, since: i64) -> Result<Vec<i64>, SocialError> {
+        let _permit = self.replays.acquire().await.expect("never closed");
         Ok(self
             .store
-            .feed_posts_after(user_id, since, self.replay_limit)
+            .feed_ids_after(user_id, since, self.replay_limit)
             .await?)
+    }
+
+    /// Bodies of replayed posts, in the order of `ids`; deleted ones are left out.
+    pub async fn live_replay_posts(&self, ids: &[i64]) -> Result<Vec<Post>, SocialError> {
+        let _permit = self.replays.acquire().await.expect("never closed");
+        let mut posts = self.store.posts_by_ids(ids).await?;
+        posts.sort_by_key(|post| post.id);
+        Ok(posts)
     }
 
     /// Age in seconds of the oldest change the feed worker has not taken yet, and how many

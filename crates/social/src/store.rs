@@ -477,27 +477,27 @@ impl Store {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
-    /// Friends' posts newer than `since`: the newest `limit` of them, oldest first (what a
-    /// reconnecting live client missed).
-    pub async fn feed_posts_after(
+    /// Ids of friends' posts newer than `since`: the newest `limit` of them, oldest first
+    /// (what a reconnecting live client missed; bodies are fetched in pages).
+    pub async fn feed_ids_after(
         &self,
         user_id: i64,
         since: i64,
         limit: i64,
-    ) -> Result<Vec<PostRecord>, DbError> {
+    ) -> Result<Vec<i64>, DbError> {
         let db = self.pool.get().await?;
         let statement = db
             .prepare_cached(
-                "SELECT p.id, p.author_id, p.text FROM friendships f CROSS JOIN LATERAL \
-                   (SELECT id, author_id, text FROM posts \
-                    WHERE author_id = f.friend_id AND id > $2 ORDER BY id DESC LIMIT $3) p \
+                "SELECT p.id FROM friendships f CROSS JOIN LATERAL \
+                   (SELECT id FROM posts WHERE author_id = f.friend_id AND id > $2 \
+                    ORDER BY id DESC LIMIT $3) p \
                  WHERE f.user_id = $1 ORDER BY p.id DESC LIMIT $3",
             )
             .await?;
         let rows = db.query(&statement, &[&user_id, &since, &limit]).await?;
-        let mut posts: Vec<PostRecord> = rows.iter().map(PostRecord::from_row).collect();
-        posts.reverse();
-        Ok(posts)
+        let mut ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+        ids.reverse();
+        Ok(ids)
     }
 
     /// Followers, counted up to `cap` (enough to tell a celebrity without counting millions).

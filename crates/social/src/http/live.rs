@@ -1,6 +1,6 @@
 //! `GET /post/feed/posted`: the live feed over WebSocket (`shared/otus/asyncapi.json`).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,10 +13,12 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use agora_platform::cache::CacheError;
+
 use super::AuthUser;
 use crate::domain;
 use crate::error::SocialError;
-use crate::live::hub::LivePost;
+use crate::live::hub::{LivePost, Subscription};
 use crate::service::SocialService;
 
 #[derive(Deserialize)]
@@ -36,29 +38,43 @@ struct PostedMessage<'a> {
     author_user_id: String,
 }
 
-/// Ids recently sent on one socket, so a post that arrives both by replay and live, or twice
-/// after a worker retry, is sent once. Small and fixed: overlaps are always among the newest.
-struct RecentIds(VecDeque<i64>);
+/// Ids already sent on one socket, so a post that arrives both by replay and live, or twice
+/// after a worker retry, is sent once: every replayed id (at most the replay limit), and a
+/// ring of the last live ones (a retried delivery comes soon after the first).
+struct SentIds {
+    replayed: HashSet<i64>,
+    recent: VecDeque<i64>,
+}
 
 const RECENT_IDS: usize = 128;
 
-impl RecentIds {
+impl SentIds {
     fn new() -> Self {
-        Self(VecDeque::with_capacity(RECENT_IDS))
+        Self {
+            replayed: HashSet::new(),
+            recent: VecDeque::with_capacity(RECENT_IDS),
+        }
+    }
+
+    fn replayed(&mut self, id: i64) {
+        self.replayed.insert(id);
     }
 
     /// False when `id` was sent already.
     fn insert(&mut self, id: i64) -> bool {
-        if self.0.contains(&id) {
+        if self.replayed.contains(&id) || self.recent.contains(&id) {
             return false;
         }
-        if self.0.len() == RECENT_IDS {
-            self.0.pop_front();
+        if self.recent.len() == RECENT_IDS {
+            self.recent.pop_front();
         }
-        self.0.push_back(id);
+        self.recent.push_back(id);
         true
     }
 }
+
+/// Replayed posts fetched per query: bounds what a socket holds while its client reads.
+const REPLAY_PAGE: usize = 50;
 
 /// Largest frame a client may send; ours are pongs and closes.
 const CLIENT_FRAME_LIMIT: usize = 4 * 1024;
@@ -83,6 +99,14 @@ pub async fn posted(
         ))
     })?;
     let heartbeat = service.live_heartbeat();
+    // Registered and announced before the handshake completes: a post made once the client
+    // holds an open socket is routed to it.
+    let subscription = service.live().subscribe(me);
+    if !service.live().announce(me).await {
+        return Err(SocialError::Cache(CacheError::Unavailable(
+            "the live feed cannot record this connection now".into(),
+        )));
+    }
     // Clients only send pongs and closes: a 128 KiB read buffer per socket (the library's
     // default) would be most of a socket's memory for nothing.
     let upgrade = upgrade
@@ -91,7 +115,7 @@ pub async fn posted(
         .max_frame_size(CLIENT_FRAME_LIMIT)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER);
-    Ok(upgrade.on_upgrade(move |socket| session(socket, service, me, since, heartbeat)))
+    Ok(upgrade.on_upgrade(move |socket| session(socket, service, subscription, since, heartbeat)))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -102,6 +126,7 @@ enum End {
     Dead,
     TooSlow,
     ReplayFailed,
+    Interrupted,
     ShuttingDown,
 }
 
@@ -112,6 +137,7 @@ impl End {
             End::Dead => "heartbeat",
             End::TooSlow => "too_slow",
             End::ReplayFailed => "replay_failed",
+            End::Interrupted => "interrupted",
             End::ShuttingDown => "shutdown",
         }
     }
@@ -128,6 +154,10 @@ impl End {
                 close_code::AGAIN,
                 "replay unavailable: reconnect with since=<last post id>",
             ),
+            End::Interrupted => (
+                close_code::AGAIN,
+                "live stream interrupted: reconnect with since=<last post id>",
+            ),
             End::ShuttingDown => (
                 close_code::RESTART,
                 "server restarting: reconnect with since=<last post id>",
@@ -143,34 +173,22 @@ impl End {
 async fn session(
     socket: WebSocket,
     service: SocialService,
-    user: i64,
+    mut subscription: Subscription,
     since: Option<i64>,
     heartbeat: Duration,
 ) {
     let hub = service.live().clone();
+    let user = subscription.user();
     let mut closing = hub.closing();
-    // Registered before the replay is read, so nothing published meanwhile falls in between.
-    let mut subscription = hub.subscribe(user);
-    hub.announce(user).await;
+    let mut interruptions = hub.interruptions();
     let (mut sink, mut stream) = socket.split();
-    let mut recent = RecentIds::new();
+    let mut sent = SentIds::new();
     let end = 'session: {
         if let Some(since) = since {
-            match service.live_replay(user, since).await {
-                Ok(posts) => {
-                    metrics::counter!("live_replayed_posts_total").increment(posts.len() as u64);
-                    for post in posts {
-                        recent.insert(post.id);
-                        let message = encode(post.id, post.author_id, &post.text);
-                        if send(&mut sink, message, heartbeat).await.is_err() {
-                            break 'session End::ClientLeft;
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, user, "live replay failed");
-                    break 'session End::ReplayFailed;
-                }
+            // Live posts queue in the subscription meanwhile and are deduplicated after.
+            match replay(&service, &mut sink, &mut sent, user, since, heartbeat).await {
+                Ok(()) => {}
+                Err(end) => break 'session end,
             }
         }
         if *closing.borrow_and_update() {
@@ -183,7 +201,7 @@ async fn session(
             tokio::select! {
                 post = subscription.posts.recv() => {
                     let Some(post) = post else { break 'session End::TooSlow };
-                    if recent.insert(post.id)
+                    if sent.insert(post.id)
                         && send(&mut sink, live_message(&post), heartbeat).await.is_err()
                     {
                         break 'session End::ClientLeft;
@@ -202,6 +220,7 @@ async fn session(
                         break 'session End::ClientLeft;
                     }
                 }
+                _ = interruptions.changed() => break 'session End::Interrupted,
                 _ = closing.changed() => break 'session End::ShuttingDown,
             }
         }
@@ -211,6 +230,36 @@ async fn session(
         let _ = send(&mut sink, Message::Close(Some(frame)), heartbeat).await;
     }
     drop(subscription);
+}
+
+/// Sends what the user missed since `since`, oldest first, a page of bodies at a time.
+async fn replay(
+    service: &SocialService,
+    sink: &mut Sink,
+    sent: &mut SentIds,
+    user: i64,
+    since: i64,
+    heartbeat: Duration,
+) -> Result<(), End> {
+    let failed = |error: SocialError| {
+        tracing::warn!(%error, user, "live replay failed");
+        End::ReplayFailed
+    };
+    let ids = service.live_replay_ids(user, since).await.map_err(failed)?;
+    let mut replayed = 0;
+    for page in ids.chunks(REPLAY_PAGE) {
+        let posts = service.live_replay_posts(page).await.map_err(failed)?;
+        for post in posts {
+            sent.replayed(post.id);
+            replayed += 1;
+            let message = encode(post.id, post.author_id, &post.text);
+            if send(sink, message, heartbeat).await.is_err() {
+                return Err(End::ClientLeft);
+            }
+        }
+    }
+    metrics::counter!("live_replayed_posts_total").increment(replayed);
+    Ok(())
 }
 
 fn live_message(post: &Arc<LivePost>) -> Message {
@@ -240,16 +289,18 @@ async fn send(sink: &mut Sink, message: Message, heartbeat: Duration) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use super::RecentIds;
+    use super::SentIds;
 
     #[test]
-    fn recent_ids_forget_the_oldest_beyond_capacity() {
-        let mut recent = RecentIds::new();
-        assert!(recent.insert(1));
-        assert!(!recent.insert(1));
+    fn live_ids_are_forgotten_beyond_the_ring_but_replayed_ones_never() {
+        let mut sent = SentIds::new();
+        sent.replayed(-5);
+        assert!(sent.insert(1));
+        assert!(!sent.insert(1));
         for id in 2..=super::RECENT_IDS as i64 + 1 {
-            assert!(recent.insert(id));
+            assert!(sent.insert(id));
         }
-        assert!(recent.insert(1), "1 was pushed out");
+        assert!(sent.insert(1), "1 was pushed out");
+        assert!(!sent.insert(-5), "a replayed post is never sent again");
     }
 }

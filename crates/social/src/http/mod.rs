@@ -96,8 +96,11 @@ pub async fn run(
         service.live().clone(),
         stop,
     );
+    let presence_task = live.presence;
+    let live = live.status;
     tracing::info!(instance = %service.live().instance(), "live feed instance");
     let hub = service.live().clone();
+    let hub_for_drain = hub.clone();
     let app = app(service, &config, live);
     let grace = std::time::Duration::from_secs(config.http.shutdown_grace_secs);
     let shutdown = async move {
@@ -107,6 +110,17 @@ pub async fn run(
         let _ = stop_tx.send(true);
     };
     serve(listener, app, shutdown, grace).await?;
+    // Upgraded sockets outlive `serve`: give their sessions a moment to send 1012, and the
+    // presence task time to withdraw this instance, before the runtime goes.
+    let deadline = tokio::time::Instant::now() + grace.min(std::time::Duration::from_secs(5));
+    while hub_for_drain.socket_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = tokio::time::timeout_at(
+        deadline.max(tokio::time::Instant::now() + std::time::Duration::from_millis(500)),
+        presence_task,
+    )
+    .await;
     Ok(())
 }
 

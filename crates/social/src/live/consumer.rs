@@ -12,8 +12,8 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, Queu
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use tokio::sync::watch;
 
-use super::hub::{LiveHub, LivePost};
-use super::presence::REFRESH_EVERY;
+use super::hub::{LiveHub, LivePost, PresenceCommand};
+use super::presence::{Change, REFRESH_EVERY};
 use super::{LiveConfig, LiveMessage, instance_queue};
 use crate::supervise::supervise;
 
@@ -25,6 +25,8 @@ const QUEUE_EXPIRES: Duration = Duration::from_secs(300);
 #[derive(Debug, Default)]
 pub struct LiveStatus {
     consuming: AtomicBool,
+    /// Set after the first successful start: a later start is a restart.
+    consumed_before: AtomicBool,
 }
 
 impl LiveStatus {
@@ -33,14 +35,21 @@ impl LiveStatus {
     }
 }
 
-/// Starts the queue consumer and the presence refresher; both stop when `stop` turns true,
-/// and the instance then withdraws its presence.
+/// The background parts of an instance's live feed.
+pub struct LiveTasks {
+    pub status: Arc<LiveStatus>,
+    /// Ends after the instance has withdrawn its presence.
+    pub presence: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the queue consumer and the presence task; both stop when `stop` turns true, and the
+/// instance then withdraws its presence.
 pub fn spawn(
     config: LiveConfig,
     namespace: String,
     hub: LiveHub,
     stop: watch::Receiver<bool>,
-) -> Arc<LiveStatus> {
+) -> LiveTasks {
     let status = Arc::new(LiveStatus::default());
     let queue = instance_queue(&namespace, hub.instance());
     tokio::spawn(supervise("live consumer", stop.clone(), {
@@ -60,24 +69,88 @@ pub fn spawn(
             )
         }
     }));
-    tokio::spawn(refresh_presence(hub, stop));
-    status
+    let commands = hub
+        .take_presence_commands()
+        .expect("one presence task per hub");
+    let presence = tokio::spawn(run_presence(hub, commands, stop));
+    LiveTasks { status, presence }
 }
 
-async fn refresh_presence(hub: LiveHub, mut stop: watch::Receiver<bool>) {
+/// Applies the hub's presence changes in the order they happened, batching whatever queued
+/// up meanwhile into one round trip, and rewrites the whole set every [`REFRESH_EVERY`]. When
+/// Redis comes back after a failure, the routing may have missed this instance's users, so
+/// every session is told to make its client replay.
+async fn run_presence(
+    hub: LiveHub,
+    mut commands: tokio::sync::mpsc::Receiver<PresenceCommand>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(REFRESH_EVERY);
+    let mut failing = false;
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let outcome = tokio::select! {
+            command = commands.recv() => {
+                let Some(first) = command else { break };
+                let mut batch = vec![first];
+                while batch.len() < 1000 {
+                    match commands.try_recv() {
+                        Ok(command) => batch.push(command),
+                        Err(_) => break,
+                    }
+                }
+                apply(&hub, batch).await
+            }
+            _ = ticker.tick() => hub.presence().replace(hub.instance(), &hub.users()).await,
             _ = stop.changed() => break,
-        }
-        if let Err(error) = hub.presence().refresh(hub.instance(), &hub.users()).await {
-            tracing::warn!(%error, "could not refresh live presence");
+        };
+        match outcome {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("live presence recorded again; clients replay what they missed");
+                hub.interrupt_all();
+            }
+            Ok(()) => {}
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "could not record live presence");
+                }
+                failing = true;
+            }
         }
     }
     if let Err(error) = hub.presence().withdraw(hub.instance()).await {
         tracing::debug!(%error, "could not withdraw live presence; it expires by itself");
     }
+}
+
+async fn apply(
+    hub: &LiveHub,
+    batch: Vec<PresenceCommand>,
+) -> Result<(), agora_platform::cache::CacheError> {
+    let mut changes = Vec::with_capacity(batch.len());
+    let mut waiting = Vec::new();
+    for command in batch {
+        match command {
+            PresenceCommand::Join { user, done } => {
+                changes.push(Change::Join(user));
+                waiting.push(done);
+            }
+            // A new socket of the same user may have registered since: then the user stays.
+            PresenceCommand::Leave(user) if !hub.is_connected(user) => {
+                changes.push(Change::Leave(user));
+            }
+            PresenceCommand::Leave(_) => {}
+        }
+    }
+    let outcome = if changes.is_empty() {
+        Ok(())
+    } else {
+        hub.presence().apply(hub.instance(), &changes).await
+    };
+    for done in waiting {
+        let _ = done.send(outcome.is_ok());
+    }
+    outcome
 }
 
 /// Clears the status flag however consumption ends.
@@ -135,6 +208,11 @@ async fn consume(
         .await?;
     status.consuming.store(true, Ordering::Relaxed);
     let _consuming = Consuming(&status);
+    if status.consumed_before.swap(true, Ordering::Relaxed) {
+        // Messages routed while the queue was gone (a broker restart) were dropped.
+        tracing::info!("live queue consumed again; clients replay what they missed");
+        hub.interrupt_all();
+    }
     tracing::info!(%queue, "consuming live feed messages");
     loop {
         let delivery = tokio::select! {

@@ -9,9 +9,25 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::presence::Presence;
+
+/// Presence changes waiting for the instance's presence task (see `consumer`); beyond this,
+/// leaves are skipped (the next rewrite drops them) and joins wait.
+const PRESENCE_QUEUE: usize = 10_000;
+
+/// What a hub asks its presence task to record in Redis, in order.
+#[derive(Debug)]
+pub enum PresenceCommand {
+    /// The user now has a socket here; `done` says whether Redis has it.
+    Join {
+        user: i64,
+        done: oneshot::Sender<bool>,
+    },
+    /// The user's last socket here closed.
+    Leave(i64),
+}
 
 /// A post on its way to sockets; shared, not copied, between recipients.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +50,12 @@ struct Inner {
     next_id: AtomicU64,
     /// Turns true when the server shuts down: sessions then close their sockets.
     closing: watch::Sender<bool>,
+    /// Bumped when posts may have been missed (the live queue or presence was interrupted):
+    /// sessions then close with 1013 so their clients replay.
+    interruptions: watch::Sender<u64>,
+    commands: mpsc::Sender<PresenceCommand>,
+    /// Taken once, by the presence task.
+    command_receiver: Mutex<Option<mpsc::Receiver<PresenceCommand>>>,
 }
 
 /// Cheap to clone; every clone is the same hub.
@@ -61,6 +83,7 @@ pub struct Subscription {
 
 impl LiveHub {
     pub fn new(instance: String, presence: Presence, buffer: usize) -> Self {
+        let (commands, command_receiver) = mpsc::channel(PRESENCE_QUEUE);
         Self {
             inner: Arc::new(Inner {
                 instance,
@@ -69,8 +92,36 @@ impl LiveHub {
                 sockets: Mutex::default(),
                 next_id: AtomicU64::new(0),
                 closing: watch::Sender::new(false),
+                interruptions: watch::Sender::new(0),
+                commands,
+                command_receiver: Mutex::new(Some(command_receiver)),
             }),
         }
+    }
+
+    /// The presence commands, for the one task that applies them.
+    pub fn take_presence_commands(&self) -> Option<mpsc::Receiver<PresenceCommand>> {
+        self.inner
+            .command_receiver
+            .lock()
+            .expect("not poisoned")
+            .take()
+    }
+
+    /// Asks every session to close with 1013 so its client replays what it may have missed.
+    pub fn interrupt_all(&self) {
+        self.inner
+            .interruptions
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// Changes when [`LiveHub::interrupt_all`] is called.
+    pub fn interruptions(&self) -> watch::Receiver<u64> {
+        self.inner.interruptions.subscribe()
+    }
+
+    pub fn is_closing(&self) -> bool {
+        *self.inner.closing.borrow()
     }
 
     pub fn instance(&self) -> &str {
@@ -109,12 +160,24 @@ impl LiveHub {
         }
     }
 
-    /// Records `user` as online on this instance.
-    pub async fn announce(&self, user: i64) {
-        if let Err(error) = self.inner.presence.join(&self.inner.instance, user).await {
-            // The periodic refresh announces the user once Redis is back.
-            tracing::warn!(%error, user, "could not record presence");
+    /// Records `user` as online on this instance and waits until Redis has it, so posts
+    /// routed from then on reach the user's sockets. False when it could not be recorded (Redis
+    /// is down) or the server is shutting down.
+    pub async fn announce(&self, user: i64) -> bool {
+        if self.is_closing() {
+            return false;
         }
+        let (done, recorded) = oneshot::channel();
+        if self
+            .inner
+            .commands
+            .send(PresenceCommand::Join { user, done })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        recorded.await.unwrap_or(false)
     }
 
     /// Hands `post` to every socket of `recipients` on this instance.
@@ -181,27 +244,23 @@ impl LiveHub {
     }
 }
 
+impl Subscription {
+    pub fn user(&self) -> i64 {
+        self.user
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         metrics::gauge!("live_sockets").decrement(1.0);
-        if !self.hub.unsubscribe(self.user, self.id) {
-            return;
+        if self.hub.unsubscribe(self.user, self.id) {
+            // A full queue only delays the removal: the next rewrite of the set drops the user.
+            let _ = self
+                .hub
+                .inner
+                .commands
+                .try_send(PresenceCommand::Leave(self.user));
         }
-        let (hub, user) = (self.hub.clone(), self.user);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let instance = hub.instance().to_owned();
-            if let Err(error) = hub.presence().leave(&instance, user).await {
-                tracing::debug!(%error, user, "could not clear presence; it expires by itself");
-            }
-            // A socket of the same user may have opened meanwhile and announced itself before
-            // this removal landed: announce it again.
-            if hub.is_connected(user) {
-                hub.announce(user).await;
-            }
-        });
     }
 }
 

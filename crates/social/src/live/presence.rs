@@ -7,7 +7,8 @@
 //!   expires [`INSTANCE_TTL`] after the instance's last refresh.
 //!
 //! Both are soft state: each instance rewrites its own every [`REFRESH_EVERY`], so a Redis
-//! restart or FLUSHALL heals within that interval.
+//! restart or FLUSHALL heals within that interval. An instance sends all its changes through one
+//! task (see `consumer`), so joins, leaves and rewrites land in the order they happened.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,13 @@ pub const INSTANCE_TTL: Duration = Duration::from_secs(30);
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// Users per SADD/SMISMEMBER command, so one command never carries an unbounded argument list.
 const CHUNK: usize = 1000;
+
+/// One change to an instance's set of online users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Join(i64),
+    Leave(i64),
+}
 
 #[derive(Clone)]
 pub struct Presence {
@@ -50,40 +58,36 @@ impl Presence {
         format!("{}live:online:{instance}", self.prefix)
     }
 
-    /// Marks `user` online on `instance`, and the instance alive.
-    pub async fn join(&self, instance: &str, user: i64) -> Result<(), CacheError> {
+    /// Applies joins and leaves in the order given, in one round trip, and marks the instance
+    /// alive.
+    pub async fn apply(&self, instance: &str, changes: &[Change]) -> Result<(), CacheError> {
         let mut connection = self.redis.connection().await?;
         let online = self.online_key(instance);
-        let _: () = redis::pipe()
-            .zadd(self.instances_key(), instance, now_ms())
-            .ignore()
-            .sadd(&online, user)
-            .ignore()
-            .expire(&online, INSTANCE_TTL.as_secs() as i64)
-            .ignore()
-            .query_async(&mut connection)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.zadd(self.instances_key(), instance, now_ms()).ignore();
+        for change in changes {
+            match *change {
+                Change::Join(user) => pipe.sadd(&online, user).ignore(),
+                Change::Leave(user) => pipe.srem(&online, user).ignore(),
+            };
+        }
+        pipe.expire(&online, INSTANCE_TTL.as_secs() as i64).ignore();
+        let _: () = pipe.query_async(&mut connection).await?;
         Ok(())
     }
 
-    /// Marks `user` as no longer online on `instance`.
-    pub async fn leave(&self, instance: &str, user: i64) -> Result<(), CacheError> {
-        let mut connection = self.redis.connection().await?;
-        let _: () = redis::cmd("SREM")
-            .arg(self.online_key(instance))
-            .arg(user)
-            .query_async(&mut connection)
-            .await?;
-        Ok(())
-    }
-
-    /// Re-announces the instance and every user it holds; forgets long-dead instances.
-    pub async fn refresh(&self, instance: &str, users: &[i64]) -> Result<(), CacheError> {
+    /// Replaces the instance's users with `users` in one transaction, re-announces the
+    /// instance, and forgets long-dead instances.
+    pub async fn replace(&self, instance: &str, users: &[i64]) -> Result<(), CacheError> {
         let mut connection = self.redis.connection().await?;
         let online = self.online_key(instance);
         let now = now_ms();
         let mut pipe = redis::pipe();
-        pipe.zadd(self.instances_key(), instance, now).ignore();
+        pipe.atomic()
+            .zadd(self.instances_key(), instance, now)
+            .ignore()
+            .del(&online)
+            .ignore();
         for chunk in users.chunks(CHUNK) {
             pipe.sadd(&online, chunk).ignore();
         }

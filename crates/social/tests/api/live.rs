@@ -97,7 +97,8 @@ impl SpyInstance {
     async fn join(&self, app: &TestApp, user: &str) {
         let redis = agora_platform::cache::Redis::new(&app.config.feed.redis).unwrap();
         let presence = agora_social::live::Presence::new(redis, &app.config.feed.key_prefix());
-        presence.join("spy", user.parse().unwrap()).await.unwrap();
+        let join = agora_social::live::presence::Change::Join(user.parse().unwrap());
+        presence.apply("spy", &[join]).await.unwrap();
     }
 
     /// The messages queued for the spy so far.
@@ -323,4 +324,59 @@ async fn ready_is_clean_once_the_live_consumer_runs() {
         degraded(&app).await.is_null().then_some(())
     })
     .await;
+}
+
+/// Waits for the socket's close frame and returns its code. A post that was queued for the
+/// socket may come first.
+async fn close_code_of(socket: &mut crate::common::LiveSocket) -> CloseCode {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return frame.code,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame")
+}
+
+#[tokio::test]
+async fn a_broken_live_queue_makes_clients_replay_and_nothing_is_lost() {
+    let broker: std::net::SocketAddr = {
+        let url = amqp_url();
+        let authority = url.split('@').nth(1).unwrap().split('/').next().unwrap();
+        authority.parse().unwrap()
+    };
+    let proxy = crate::common::proxy::ChaosProxy::start(broker).await;
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let mut config = config_for(&database.url);
+    // Only the server's live consumer goes through the proxy; the worker keeps its broker.
+    config.live.amqp.url = amqp_url().replace(&broker.to_string(), &proxy.address.to_string());
+    let mut app = TestApp::spawn_with(database, config).await;
+    app.start_worker(worker_config_for(&app, &amqp_url()));
+    let (author, author_token) = app.user("Автор", "Непрерывный").await;
+    let (_, reader_token) = app.user("Читатель", "Терпеливый").await;
+    befriend(&app, &reader_token, &author).await;
+    eventually("the live consumer", || async {
+        degraded(&app).await.is_null().then_some(())
+    })
+    .await;
+    let mut socket = app.live(&reader_token, None).await;
+    let before = app.post(&author_token, "до обрыва").await;
+    assert_eq!(next_live_post(&mut socket).await.0, before);
+
+    proxy.cut();
+    eventually("the consumer to notice", || async {
+        (degraded(&app).await == serde_json::json!(["rabbitmq"])).then_some(())
+    })
+    .await;
+    let during = app.post(&author_token, "во время обрыва").await;
+    proxy.restore();
+    // Once consuming again, the instance cannot know what it missed: it asks clients to replay.
+    assert_eq!(close_code_of(&mut socket).await, CloseCode::Again);
+    let mut socket = app.live(&reader_token, Some(&before)).await;
+    assert_eq!(next_live_post(&mut socket).await.0, during);
+    assert_no_live_post(&mut socket, 300).await;
 }

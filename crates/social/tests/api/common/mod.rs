@@ -383,16 +383,14 @@ pub fn live_request(
     request
 }
 
-/// Opens a live socket and waits until the server has announced it, so posts made right after
-/// are routed to it.
+/// Opens a live socket. The server records it before completing the handshake, so posts made
+/// right after are routed to it.
 pub async fn live_connect(address: SocketAddr, token: &str, since: Option<&str>) -> LiveSocket {
     let (socket, response) =
         tokio_tungstenite::connect_async(live_request(address, Some(token), since))
             .await
             .expect("live feed handshake");
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-    // Presence is recorded right after the upgrade; give it a moment to land in Redis.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     socket
 }
 
