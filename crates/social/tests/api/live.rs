@@ -380,3 +380,24 @@ async fn a_broken_live_queue_makes_clients_replay_and_nothing_is_lost() {
     assert_eq!(next_live_post(&mut socket).await.0, during);
     assert_no_live_post(&mut socket, 300).await;
 }
+
+#[tokio::test]
+async fn replay_sends_the_newest_posts_up_to_its_limit_oldest_first() {
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let mut config = config_for(&database.url);
+    config.live.replay_limit = 2;
+    let app = TestApp::spawn_with(database, config).await;
+    let (author, author_token) = app.user("Автор", "Многословный").await;
+    let (other, other_token) = app.user("Автор", "Второй").await;
+    let (_, reader_token) = app.user("Читатель", "Вернувшийся").await;
+    befriend(&app, &reader_token, &author).await;
+    befriend(&app, &reader_token, &other).await;
+    let seen = app.post(&author_token, "уже видел").await;
+    let _older = app.post(&author_token, "старый").await;
+    let newer = app.post(&other_token, "новее").await;
+    let newest = app.post(&author_token, "новейший").await;
+    let mut socket = app.live(&reader_token, Some(&seen)).await;
+    assert_eq!(next_live_post(&mut socket).await.0, newer);
+    assert_eq!(next_live_post(&mut socket).await.0, newest);
+    assert_no_live_post(&mut socket, 200).await;
+}
