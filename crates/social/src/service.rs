@@ -142,12 +142,19 @@ impl SocialService {
 
     /// The user a bearer token belongs to.
     pub async fn authenticate(&self, token: &str) -> Result<i64, SocialError> {
+        Ok(self.authenticate_session(token).await?.0)
+    }
+
+    /// The user a bearer token belongs to, and how long the token stays valid.
+    pub async fn authenticate_session(&self, token: &str) -> Result<(i64, Duration), SocialError> {
         let hash = stored_token_hash(token)
             .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
-        self.store
+        let (user, valid_secs) = self
+            .store
             .session_user(&hash)
             .await?
-            .ok_or(SocialError::Unauthorized("invalid or expired token"))
+            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
+        Ok((user, Duration::from_secs_f64(valid_secs.max(0.0))))
     }
 
     pub async fn user(&self, id: i64) -> Result<UserRecord, SocialError> {

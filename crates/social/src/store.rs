@@ -178,17 +178,19 @@ impl Store {
         Ok(())
     }
 
-    pub async fn session_user(&self, token_hash: &[u8]) -> Result<Option<i64>, DbError> {
+    /// The user of a live session and the seconds it stays valid.
+    pub async fn session_user(&self, token_hash: &[u8]) -> Result<Option<(i64, f64)>, DbError> {
         let db = self.pool.get().await?;
         let statement = db
             .prepare_cached(
-                "SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > now()",
+                "SELECT user_id, extract(epoch FROM expires_at - now())::float8 FROM sessions \
+                 WHERE token_hash = $1 AND expires_at > now()",
             )
             .await?;
         Ok(db
             .query_opt(&statement, &[&token_hash])
             .await?
-            .map(|row| row.get(0)))
+            .map(|row| (row.get(0), row.get(1))))
     }
 
     /// Idempotent. `Ok(false)` when `friend_id` does not exist. A new friendship and its

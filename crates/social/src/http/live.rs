@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use agora_platform::cache::CacheError;
 
-use super::AuthUser;
+use super::AuthSession;
 use crate::domain;
 use crate::error::SocialError;
 use crate::live::hub::{LivePost, Subscription};
@@ -85,7 +85,10 @@ const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// The token is checked before the upgrade: a client without one gets a plain 401.
 pub async fn posted(
     State(service): State<SocialService>,
-    AuthUser(me): AuthUser,
+    AuthSession {
+        user: me,
+        valid_for,
+    }: AuthSession,
     QueryParams(query): QueryParams<LiveQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, SocialError> {
@@ -115,7 +118,9 @@ pub async fn posted(
         .max_frame_size(CLIENT_FRAME_LIMIT)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER);
-    Ok(upgrade.on_upgrade(move |socket| session(socket, service, subscription, since, heartbeat)))
+    Ok(upgrade.on_upgrade(move |socket| {
+        session(socket, service, subscription, since, heartbeat, valid_for)
+    }))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -127,6 +132,7 @@ enum End {
     TooSlow,
     ReplayFailed,
     Interrupted,
+    TokenExpired,
     ShuttingDown,
 }
 
@@ -138,6 +144,7 @@ impl End {
             End::TooSlow => "too_slow",
             End::ReplayFailed => "replay_failed",
             End::Interrupted => "interrupted",
+            End::TokenExpired => "token_expired",
             End::ShuttingDown => "shutdown",
         }
     }
@@ -158,6 +165,10 @@ impl End {
                 close_code::AGAIN,
                 "live stream interrupted: reconnect with since=<last post id>",
             ),
+            End::TokenExpired => (
+                close_code::POLICY,
+                "token expired: log in again and reconnect with since=<last post id>",
+            ),
             End::ShuttingDown => (
                 close_code::RESTART,
                 "server restarting: reconnect with since=<last post id>",
@@ -176,7 +187,9 @@ async fn session(
     mut subscription: Subscription,
     since: Option<i64>,
     heartbeat: Duration,
+    valid_for: Duration,
 ) {
+    let token_expires = tokio::time::Instant::now() + valid_for;
     let hub = service.live().clone();
     let user = subscription.user();
     let mut closing = hub.closing();
@@ -221,6 +234,7 @@ async fn session(
                     }
                 }
                 _ = interruptions.changed() => break 'session End::Interrupted,
+                _ = tokio::time::sleep_until(token_expires) => break 'session End::TokenExpired,
                 _ = closing.changed() => break 'session End::ShuttingDown,
             }
         }

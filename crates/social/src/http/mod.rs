@@ -139,6 +139,26 @@ impl FromRequestParts<SocialService> for AuthUser {
     }
 }
 
+/// The user of a request's bearer token and how long the token stays valid (for connections
+/// that outlive a request); 401 without a valid one.
+pub struct AuthSession {
+    pub user: i64,
+    pub valid_for: std::time::Duration,
+}
+
+impl FromRequestParts<SocialService> for AuthSession {
+    type Rejection = SocialError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &SocialService,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(SocialError::Unauthorized("missing bearer token"))?;
+        let (user, valid_for) = service.authenticate_session(token).await?;
+        Ok(AuthSession { user, valid_for })
+    }
+}
+
 /// The contract's `User`: absent fields are omitted, never null.
 #[derive(Serialize)]
 pub struct UserBody {

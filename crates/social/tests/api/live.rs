@@ -401,3 +401,16 @@ async fn replay_sends_the_newest_posts_up_to_its_limit_oldest_first() {
     assert_eq!(next_live_post(&mut socket).await.0, newest);
     assert_no_live_post(&mut socket, 200).await;
 }
+
+#[tokio::test]
+async fn a_socket_closes_when_its_token_expires() {
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let mut config = config_for(&database.url);
+    config.token_ttl_secs = 2;
+    let app = TestApp::spawn_with(database, config).await;
+    let (_, token) = app.user("Гость", "Недолгий").await;
+    let mut socket = app.live(&token, None).await;
+    let opened = std::time::Instant::now();
+    assert_eq!(close_code_of(&mut socket).await, CloseCode::Policy);
+    assert!(opened.elapsed() < Duration::from_secs(5));
+}
