@@ -20,8 +20,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BIN=${AGORA_BIN_DIR:?run through ./dev bench feed}
-PSQL="$AGORA_PG_BIN/psql"
+# shellcheck source=common.sh
+. "$ROOT/scripts/bench/common.sh"
 LEVELS=${BENCH_LEVELS:-1,10,100,1000}
 WARMUP=${BENCH_WARMUP:-2}
 DURATION=${BENCH_DURATION:-10}
@@ -31,19 +31,12 @@ CELEBRITY_FOLLOWERS=${BENCH_CELEBRITY_FOLLOWERS:-1000000}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
 STEM=feed
 LISTEN=127.0.0.1:8091
-DB=agora_bench
 REDIS_CLI=(redis-cli -h 127.0.0.1 -p "${AGORA_REDIS_PORT:?}")
-ADMIN_URL="postgres://agora:agora@127.0.0.1:$AGORA_PG_PORT/postgres"
-export AGORA_DATABASE_URL="postgres://agora:agora@127.0.0.1:$AGORA_PG_PORT/$DB"
 export AGORA_REDIS_URL="redis://127.0.0.1:$AGORA_REDIS_PORT"
 export AGORA_LOG=warn
 WORK="$(mktemp -d)"
 RUN_ID="benchfeed$$"
 PIDS=()
-
-note() { printf 'bench: %s\n' "$*"; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
-sql() { PGPASSWORD=agora "$PSQL" -X -q -v ON_ERROR_STOP=1 -At "$AGORA_DATABASE_URL" "$@"; }
 
 stop_platform() {
   local pid
@@ -66,15 +59,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (( $(ulimit -n) > SOCKETS * 2 + 1000 )) || die "open-file limit $(ulimit -n) is too low for $SOCKETS sockets"
 
 # --- data ---------------------------------------------------------------------------------
-PGPASSWORD=agora "$PSQL" -X -q -At "$ADMIN_URL" -c "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 ||
-  PGPASSWORD=agora "$PSQL" -X -q "$ADMIN_URL" -c "CREATE DATABASE $DB" || die "could not create database $DB"
-"$BIN/agora" migrate >/dev/null
-users=$(sql -c "SELECT count(*) FROM users")
-if ((users == 0)); then
-  note "seeding 1,000,000 users into $DB (once; about 20 s)"
-  "$BIN/agora" seed users --users 1000000
-  users=1000000
-fi
+ensure_bench_data
 note "scenario: 2000 readers, 200 author/follower pairs, the top celebrity, $SOCKETS live sockets"
 "$BIN/agora" scenario feed --readers 2000 --pairs 200 --live-sockets "$SOCKETS" --live-authors 10 \
   --celebrity-min-followers "$CELEBRITY_FOLLOWERS" --out-dir "$WORK/scenario" >/dev/null

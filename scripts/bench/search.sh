@@ -17,8 +17,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BIN=${AGORA_BIN_DIR:?run through ./dev bench search}
-PSQL="$AGORA_PG_BIN/psql"
+# shellcheck source=common.sh
+. "$ROOT/scripts/bench/common.sh"
 LEVELS=${BENCH_LEVELS:-1,10,100,1000}
 WARMUP=${BENCH_WARMUP:-2}
 DURATION=${BENCH_DURATION:-10}
@@ -28,15 +28,8 @@ MIX=${BENCH_MIX:-2=30,3=40,4=30}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
 STEM=user-search
 LISTEN=127.0.0.1:8090
-DB=agora_bench
-ADMIN_URL="postgres://agora:agora@127.0.0.1:$AGORA_PG_PORT/postgres"
-export AGORA_DATABASE_URL="postgres://agora:agora@127.0.0.1:$AGORA_PG_PORT/$DB"
 WORK="$(mktemp -d)"
 SERVER_PID=""
-
-note() { printf 'bench: %s\n' "$*"; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
-sql() { PGPASSWORD=agora "$PSQL" -X -q -v ON_ERROR_STOP=1 -At "$AGORA_DATABASE_URL" "$@"; }
 
 INDEX_DDL=""
 cleanup() {
@@ -72,17 +65,7 @@ postgres_ticks() {
 TICKS_PER_SEC=$(getconf CLK_TCK)
 
 # --- data ---------------------------------------------------------------------------------
-PGPASSWORD=agora "$PSQL" -X -q -At "$ADMIN_URL" -c "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 ||
-  PGPASSWORD=agora "$PSQL" -X -q "$ADMIN_URL" -c "CREATE DATABASE $DB" || die "could not create database $DB"
-"$BIN/agora" migrate >/dev/null
-users=$(sql -c "SELECT count(*) FROM users")
-if ((users == 0)); then
-  note "seeding 1,000,000 users into $DB (once; about 20 s)"
-  "$BIN/agora" seed users --users 1000000
-  users=1000000
-elif ((users < 1000000)); then
-  die "$DB has $users users, fewer than the study's million; drop it (DROP DATABASE $DB) and rerun"
-fi
+ensure_bench_data
 
 INDEX_DDL=$(sql -c "SELECT pg_get_indexdef('users_name_prefix_idx'::regclass)" 2>/dev/null || true)
 if [[ -z $INDEX_DDL ]]; then

@@ -338,21 +338,20 @@ async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
     }
     let db = pool.get().await?;
     // Users with friends, or the followers of one author: the same keyset walk either way.
-    let (count_sql, page_sql, author) = match args.followers_of {
-        Some(author) => (
-            "SELECT count(*) FROM friendships WHERE friend_id = $1",
-            "SELECT user_id FROM friendships WHERE friend_id = $2 AND user_id > $1 \
-             ORDER BY user_id LIMIT 1000",
-            author,
-        ),
-        None => (
-            "SELECT count(DISTINCT user_id) FROM friendships WHERE $1::bigint IS NOT NULL",
-            "SELECT DISTINCT user_id FROM friendships WHERE user_id > $1 AND $2::bigint IS NOT NULL \
-             ORDER BY user_id LIMIT 1000",
-            0,
-        ),
-    };
-    let total: i64 = db.query_one(count_sql, &[&author]).await?.get(0);
+    let total: i64 = match args.followers_of {
+        Some(author) => {
+            db.query_one(
+                "SELECT count(*) FROM friendships WHERE friend_id = $1",
+                &[&author],
+            )
+            .await?
+        }
+        None => {
+            db.query_one("SELECT count(DISTINCT user_id) FROM friendships", &[])
+                .await?
+        }
+    }
+    .get(0);
     let bar = indicatif::ProgressBar::new(total as u64).with_style(
         indicatif::ProgressStyle::with_template(
             "rebuilding feeds [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
@@ -363,12 +362,25 @@ async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (mut after, mut posts) = (i64::MIN, 0usize);
     loop {
-        let users: Vec<i64> = db
-            .query(page_sql, &[&after, &author])
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let rows = match args.followers_of {
+            Some(author) => {
+                db.query(
+                    "SELECT user_id FROM friendships WHERE friend_id = $2 AND user_id > $1 \
+                     ORDER BY user_id LIMIT 1000",
+                    &[&after, &author],
+                )
+                .await?
+            }
+            None => {
+                db.query(
+                    "SELECT DISTINCT user_id FROM friendships WHERE user_id > $1 \
+                     ORDER BY user_id LIMIT 1000",
+                    &[&after],
+                )
+                .await?
+            }
+        };
+        let users: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
         let Some(&last) = users.last() else { break };
         after = last;
         // A few at a time: enough to overlap round trips without crowding the pool.

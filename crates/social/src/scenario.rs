@@ -313,10 +313,11 @@ pub async fn feed_scenario(
     }
 
     if options.live_sockets > 0 && options.live_authors > 0 {
+        let reading: std::collections::HashSet<i64> = readers.iter().copied().collect();
         let rest: Vec<i64> = sampled
             .iter()
             .copied()
-            .filter(|user| !readers.contains(user))
+            .filter(|user| !reading.contains(user))
             .collect();
         if rest.len() < options.live_sockets + options.live_authors {
             bail!(

@@ -1,7 +1,6 @@
 //! `GET /post/feed/posted`: the live feed over WebSocket (`shared/otus/asyncapi.json`).
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora_platform::http::QueryParams;
@@ -18,7 +17,7 @@ use agora_platform::cache::CacheError;
 use super::AuthSession;
 use crate::domain;
 use crate::error::SocialError;
-use crate::live::hub::{LivePost, Subscription};
+use crate::live::hub::Subscription;
 use crate::service::SocialService;
 
 #[derive(Deserialize)]
@@ -215,7 +214,7 @@ async fn session(
                 post = subscription.posts.recv() => {
                     let Some(post) = post else { break 'session End::TooSlow };
                     if sent.insert(post.id)
-                        && send(&mut sink, live_message(&post), heartbeat).await.is_err()
+                        && send(&mut sink, encode(post.id, post.author_id, &post.text), heartbeat).await.is_err()
                     {
                         break 'session End::ClientLeft;
                     }
@@ -274,10 +273,6 @@ async fn replay(
     }
     metrics::counter!("live_replayed_posts_total").increment(replayed);
     Ok(())
-}
-
-fn live_message(post: &Arc<LivePost>) -> Message {
-    encode(post.id, post.author_id, &post.text)
 }
 
 fn encode(id: i64, author_id: i64, text: &str) -> Message {

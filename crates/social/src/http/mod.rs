@@ -100,28 +100,34 @@ pub async fn run(
     let live = live.status;
     tracing::info!(instance = %service.live().instance(), "live feed instance");
     let hub = service.live().clone();
-    let hub_for_drain = hub.clone();
     let app = app(service, &config, live);
     let grace = std::time::Duration::from_secs(config.http.shutdown_grace_secs);
+    let closing_hub = hub.clone();
     let shutdown = async move {
         shutdown.await;
         // Upgraded sockets are not connections graceful shutdown waits for: close them.
-        hub.close_all();
+        closing_hub.close_all();
         let _ = stop_tx.send(true);
     };
     serve(listener, app, shutdown, grace).await?;
-    // Upgraded sockets outlive `serve`: give their sessions a moment to send 1012, and the
-    // presence task time to withdraw this instance, before the runtime goes.
-    let deadline = tokio::time::Instant::now() + grace.min(std::time::Duration::from_secs(5));
-    while hub_for_drain.socket_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let _ = tokio::time::timeout_at(
-        deadline.max(tokio::time::Instant::now() + std::time::Duration::from_millis(500)),
-        presence_task,
-    )
-    .await;
+    drain_live(&hub, presence_task, grace).await;
     Ok(())
+}
+
+/// Upgraded sockets outlive `serve`: gives their sessions up to 5 s (within the grace period)
+/// to send 1012, and the presence task time to withdraw this instance, before the runtime goes.
+async fn drain_live(
+    hub: &crate::live::LiveHub,
+    presence_task: tokio::task::JoinHandle<()>,
+    grace: std::time::Duration,
+) {
+    use std::time::Duration;
+    let deadline = tokio::time::Instant::now() + grace.min(Duration::from_secs(5));
+    while hub.socket_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The withdrawal is one Redis round trip: it gets its own short allowance.
+    let _ = tokio::time::timeout(Duration::from_millis(500), presence_task).await;
 }
 
 /// The user a request's bearer token belongs to; 401 without a valid one.
