@@ -404,3 +404,24 @@ async fn a_socket_closes_when_its_token_expires() {
     assert_eq!(close_code_of(&mut socket).await, CloseCode::Policy);
     assert!(opened.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn without_redis_the_handshake_is_503_with_retry_after() {
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let mut config = config_for(&database.url);
+    // A port nothing listens on: presence cannot be recorded.
+    config.feed.redis.url = "redis://127.0.0.1:9".into();
+    config.feed.redis.timeout_ms = 200;
+    let app = TestApp::spawn_with(database, config).await;
+    let (_, token) = app.user("Читатель", "Без кеша").await;
+    let error = tokio_tungstenite::connect_async(live_request(app.address, Some(&token), None))
+        .await
+        .expect_err("no socket that would receive nothing");
+    match error {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected an HTTP 503, got {other}"),
+    }
+}
