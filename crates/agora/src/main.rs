@@ -132,7 +132,7 @@ struct MigrateArgs {
 #[derive(Subcommand)]
 enum SeedCommand {
     /// A dozen demo users with friends and posts; does nothing if users exist.
-    Demo(SocialConfig),
+    Demo(Box<SocialConfig>),
     /// A deterministic population (default a million users) with friendships and posts, loaded
     /// with binary COPY into an empty database. Every seeded user's password is `seed-password`.
     Users(SeedArgs),

@@ -40,15 +40,23 @@ impl AmqpConfig {
 /// How long a connect may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Heartbeat asked for when the URL names none. RabbitMQ's default, 60 s, is how long a peer
+/// that vanished without closing its socket keeps its unacknowledged messages, and a feed
+/// fan-out is a chain of such messages: after a killed worker that stalled fan-out for about a
+/// minute. 5 s bounds that stall to 10-15 s.
+const DEFAULT_HEARTBEAT_SECS: u16 = 5;
+
 pub async fn connect(config: &AmqpConfig, name: &str) -> anyhow::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Connection::connect(&config.url, properties),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out"))?
-    .map_err(|error| anyhow::anyhow!("connecting to RabbitMQ: {error}"))
+    let mut uri: lapin::uri::AMQPUri = config
+        .url
+        .parse()
+        .map_err(|error| anyhow::anyhow!("AGORA_AMQP_URL is not a valid AMQP URL: {error}"))?;
+    uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties))
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out"))?
+        .map_err(|error| anyhow::anyhow!("connecting to RabbitMQ: {error}"))
 }
 
 /// Exponential backoff for reconnect loops: 100 ms doubling to 5 s.

@@ -155,6 +155,14 @@ impl Redis {
         None
     }
 
+    /// A connection of its own for SUBSCRIBE (a subscribed connection can do nothing else).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, CacheError> {
+        tokio::time::timeout(self.timeout * 2, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| CacheError::Unavailable("connect timed out".into()))?
+            .map_err(CacheError::from)
+    }
+
     /// PING, for readiness.
     pub async fn ping(&self) -> Result<(), CacheError> {
         let mut connection = self.connection().await?;

@@ -39,6 +39,15 @@ pub struct DatabaseConfig {
         default_value_t = 2_000
     )]
     pub connect_timeout_ms: u64,
+
+    /// Longest a statement may run, in milliseconds, before PostgreSQL cancels it and the
+    /// client gets 503; 0 for no limit. Bounds any query a client can trigger.
+    #[arg(
+        long = "db-statement-timeout-ms",
+        env = "AGORA_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub statement_timeout_ms: u64,
 }
 
 impl DatabaseConfig {
@@ -48,6 +57,7 @@ impl DatabaseConfig {
             pool_size: 16,
             wait_timeout_ms: 10_000,
             connect_timeout_ms: 2_000,
+            statement_timeout_ms: 5_000,
         }
     }
 
@@ -71,17 +81,109 @@ pub struct HttpConfig {
     )]
     pub listen: SocketAddr,
 
-    /// Largest accepted request body, in bytes.
-    #[arg(long = "max-body-bytes", env = "AGORA_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    /// Where `/metrics` and `/ready` are served: an address of their own (kept off the public
+    /// port; port 0 picks a free one), or `api` to serve them on the API listener too.
+    #[arg(
+        long = "ops-listen",
+        env = "AGORA_OPS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub ops_listen: OpsListen,
+
+    /// Largest accepted request body, in bytes. The default admits the longest post (10,000
+    /// characters) even when every character is sent as a JSON-escaped surrogate pair.
+    #[arg(long = "max-body-bytes", env = "AGORA_MAX_BODY_BYTES", default_value_t = 160 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Seconds to let in-flight requests finish after SIGTERM before exiting.
+    /// Largest request head (request line and headers), in bytes; larger ones get 431.
+    #[arg(long = "max-header-bytes", env = "AGORA_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u64).range(8192..=1024 * 1024))]
+    pub max_header_bytes: u64,
+
+    /// Longest request URI, in bytes; longer ones get 414.
+    #[arg(long = "max-uri-bytes", env = "AGORA_MAX_URI_BYTES", default_value_t = 8 * 1024)]
+    pub max_uri_bytes: usize,
+
+    /// Seconds a client has to send a request head. Also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long = "header-timeout-secs", env = "AGORA_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to send a request body once its head arrived; then 408.
+    #[arg(long = "body-timeout-secs", env = "AGORA_BODY_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
+
+    /// Open connections at most; one more is answered 503 and closed.
+    #[arg(long = "max-connections", env = "AGORA_MAX_CONNECTIONS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Milliseconds between SIGTERM and closing the listener, during which `/ready` answers
+    /// 503 and new connections are still served, so a load balancer can drain this instance.
+    #[arg(
+        long = "shutdown-drain-ms",
+        env = "AGORA_SHUTDOWN_DRAIN_MS",
+        default_value_t = 2_000
+    )]
+    pub shutdown_drain_ms: u64,
+
+    /// Seconds to let in-flight requests finish after the listener closed.
     #[arg(
         long = "shutdown-grace-secs",
         env = "AGORA_SHUTDOWN_GRACE_SECS",
         default_value_t = 10
     )]
     pub shutdown_grace_secs: u64,
+}
+
+impl HttpConfig {
+    /// The defaults, listening on `listen`, with ops endpoints on the same listener.
+    pub fn for_listen(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            ops_listen: OpsListen::Api,
+            max_body_bytes: 160 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 10,
+            max_connections: 20_000,
+            shutdown_drain_ms: 0,
+            shutdown_grace_secs: 1,
+        }
+    }
+
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_millis(self.shutdown_drain_ms)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
+    }
+}
+
+/// Where the operations endpoints listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsListen {
+    /// On the API listener, beside the API.
+    Api,
+    /// On a listener of their own.
+    Address(SocketAddr),
+}
+
+impl std::str::FromStr for OpsListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "api" {
+            return Ok(OpsListen::Api);
+        }
+        text.parse()
+            .map(OpsListen::Address)
+            .map_err(|_| format!("expected an address like 127.0.0.1:9464, or `api`; got {text:?}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

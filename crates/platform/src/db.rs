@@ -18,6 +18,12 @@ pub fn connect_pool(config: &DatabaseConfig, application_name: &str) -> anyhow::
     let mut pg = tokio_postgres::Config::from_str(&config.url)
         .with_context(|| "AGORA_DATABASE_URL is not a valid PostgreSQL URL")?;
     pg.connect_timeout(config.connect_timeout());
+    if config.statement_timeout_ms > 0 {
+        pg.options(format!(
+            "-c statement_timeout={}",
+            config.statement_timeout_ms
+        ));
+    }
     if pg.get_application_name().is_none() {
         pg.application_name(application_name);
     }
@@ -55,6 +61,9 @@ pub enum DbError {
     /// The database cannot be reached, refuses connections, or the pool is exhausted.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The statement ran past the statement timeout and was cancelled.
+    #[error("database query timed out: {0}")]
+    TimedOut(String),
     /// The statement failed for another reason (constraint, bug).
     #[error("database query failed: {0}")]
     Query(#[source] tokio_postgres::Error),
@@ -64,6 +73,8 @@ impl From<tokio_postgres::Error> for DbError {
     fn from(error: tokio_postgres::Error) -> Self {
         if is_connectivity_error(&error) {
             DbError::Unavailable(error.to_string())
+        } else if error.code() == Some(&SqlState::QUERY_CANCELED) {
+            DbError::TimedOut(error.to_string())
         } else {
             DbError::Query(error)
         }

@@ -22,6 +22,10 @@ pub enum ErrorCode {
     NotFound = 1003,
     PayloadTooLarge = 1004,
     MethodNotAllowed = 1005,
+    HeadersTooLarge = 1006,
+    UriTooLong = 1007,
+    RequestTimeout = 1008,
+    TooManyRequests = 1009,
     Internal = 5000,
     DatabaseUnavailable = 5001,
     Overloaded = 5002,
@@ -35,6 +39,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: Cow<'static, str>,
     pub retry_after_secs: Option<u32>,
+    /// Ask the client to close the connection (its request was not read to the end).
+    pub close_connection: bool,
 }
 
 impl ApiError {
@@ -44,6 +50,26 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            close_connection: false,
+        }
+    }
+
+    pub fn closing_connection(self) -> Self {
+        Self {
+            close_connection: true,
+            ..self
+        }
+    }
+
+    /// Too many attempts: retry after `secs`.
+    pub fn too_many_requests(message: impl Into<Cow<'static, str>>, secs: u32) -> Self {
+        Self {
+            retry_after_secs: Some(secs.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyRequests,
+                message,
+            )
         }
     }
 
@@ -89,6 +115,16 @@ struct ErrorBody<'a> {
     code: u16,
 }
 
+/// The envelope as JSON text, for answers written below the router (the server loop).
+pub fn envelope_json(code: ErrorCode, message: &str, request_id: Option<String>) -> String {
+    serde_json::to_string(&ErrorBody {
+        message,
+        request_id,
+        code: code as u16,
+    })
+    .expect("serialising the error envelope cannot fail")
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
@@ -101,6 +137,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close_connection {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

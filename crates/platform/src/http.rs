@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,8 +22,9 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, OpsListen};
 use crate::error::{ApiError, ErrorCode};
+use crate::server::{Draining, Endpoint};
 use crate::telemetry;
 
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -48,6 +49,11 @@ fn request_id_for(request: &Request) -> Arc<str> {
     {
         return Arc::from(text);
     }
+    Arc::from(fresh_request_id())
+}
+
+/// A new request id.
+pub fn fresh_request_id() -> String {
     static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| {
@@ -55,10 +61,27 @@ fn request_id_for(request: &Request) -> Arc<str> {
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
         u32::from_le_bytes(bytes)
     });
-    Arc::from(format!(
+    format!(
         "{prefix:08x}-{:010x}",
         COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
+    )
+}
+
+/// The method as a metric label: the standard ones by name, anything else as `other`, so
+/// made-up methods cannot grow `/metrics` without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// Outermost middleware: request id, span, access log, and request metrics.
@@ -87,9 +110,10 @@ async fn observe(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string())
+    let method_label = method_label(&method);
+    metrics::counter!("http_requests_total", "method" => method_label, "route" => route.clone(), "status" => status.to_string())
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method.to_string(), "route" => route.clone())
+    metrics::histogram!("http_request_duration_seconds", "method" => method_label, "route" => route.clone())
         .record(elapsed.as_secs_f64());
     let _entered = span.enter();
     let latency_us = elapsed.as_micros() as u64;
@@ -100,12 +124,42 @@ async fn observe(request: Request, next: Next) -> Response {
     } else {
         tracing::info!(status, route, latency_us, "request finished");
     }
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response
-            .headers_mut()
-            .insert(REQUEST_ID_HEADER.clone(), value);
+        headers.insert(REQUEST_ID_HEADER.clone(), value);
     }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
+}
+
+/// Request-wide bounds the extractors read (the server loop bounds the head).
+#[derive(Clone, Copy)]
+struct RequestBounds {
+    body_timeout: Duration,
+    max_uri_bytes: usize,
+}
+
+/// Refuses an over-long URI with 414 before routing, and hands the bounds to the extractors.
+async fn bound_request(
+    axum::extract::State(bounds): axum::extract::State<RequestBounds>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let uri = request.uri();
+    let uri_bytes = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_bytes > bounds.max_uri_bytes {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::UriTooLong,
+            format!("the URI is longer than {} bytes", bounds.max_uri_bytes),
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(bounds);
+    next.run(request).await
 }
 
 /// Runs after routing, so it sees the matched route and hands it to [`observe`].
@@ -149,6 +203,13 @@ pub fn finish_router(router: Router, config: &HttpConfig) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_to_response))
+        .layer(middleware::from_fn_with_state(
+            RequestBounds {
+                body_timeout: config.body_timeout(),
+                max_uri_bytes: config.max_uri_bytes,
+            },
+            bound_request,
+        ))
         .layer(middleware::from_fn(observe))
 }
 
@@ -163,12 +224,27 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let timeout = request
+            .extensions()
+            .get::<RequestBounds>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |bounds| bounds.body_timeout);
+        match tokio::time::timeout(timeout, Json::<T>::from_request(request, state)).await {
+            Ok(Ok(Json(value))) => Ok(JsonBody(value)),
+            Ok(Err(rejection)) => Err(json_rejection(rejection)),
+            Err(_) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} s",
+                    timeout.as_secs()
+                ),
+            )
+            .closing_connection()),
         }
     }
 }
+
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -216,10 +292,64 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(query) = parts.uri.query()
+            && !decodes_to_utf8(query)
+        {
+            return Err(ApiError::invalid_input(
+                "the query string is not valid percent-encoded UTF-8",
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| QueryParams(value))
             .map_err(|rejection: QueryRejection| ApiError::invalid_input(rejection.body_text()))
+    }
+}
+
+/// Whether a form-encoded query decodes to UTF-8. The query extractor decodes lossily, turning
+/// invalid bytes into U+FFFD; we would rather say the input is wrong, as paths do.
+fn decodes_to_utf8(query: &str) -> bool {
+    let bytes = query.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    decoded.push((high * 16 + low) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => decoded.push(b'%'),
+            },
+            b'&' | b'=' => {
+                // Each key and value is decoded on its own; check them one by one.
+                if std::str::from_utf8(&decoded).is_err() {
+                    return false;
+                }
+                decoded.clear();
+            }
+            other => decoded.push(other),
+        }
+        i += 1;
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
+/// The client's IP address as the server loop saw it (the peer of the TCP connection).
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
     }
 }
 
@@ -272,19 +402,36 @@ impl OpsEndpoints {
         self
     }
 
-    pub fn router(self) -> Router {
+    /// `/ready` and `/metrics`. `/ready` answers 503 once `draining` is set (shutdown began).
+    pub fn router(self, draining: Draining) -> Router {
         // Install the recorder now: metrics recorded before installation would be lost.
         telemetry::prometheus();
         let this = Arc::new(self);
         let for_ready = this.clone();
         Router::new()
-            .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-            .route("/ready", get(move || readiness(for_ready.clone())))
+            .route(
+                "/ready",
+                get(move || readiness(for_ready.clone(), draining.clone())),
+            )
             .route("/metrics", get(move || metrics_text(this.clone())))
     }
 }
 
-async fn readiness(ops: Arc<OpsEndpoints>) -> Response {
+/// `/health`: the process answers. It stays on the API listener for load balancers (and is the
+/// ceiling the benchmarks measure against).
+pub fn health_router() -> Router {
+    Router::new().route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+}
+
+async fn readiness(ops: Arc<OpsEndpoints>, draining: Draining) -> Response {
+    if draining.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({"status": "shutting down"})),
+        )
+            .into_response();
+    }
     let mut checks = serde_json::Map::new();
     let mut ready = true;
     let mut degraded = Vec::new();
@@ -337,32 +484,42 @@ pub async fn bind(config: &HttpConfig) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish for up to `grace`.
-pub async fn serve(
+/// Serves a service's API router (already passed through [`finish_router`] by the caller's
+/// `api` function) and its operations endpoints, on one listener or two as configured, until
+/// `shutdown` resolves.
+pub async fn serve_service(
     listener: TcpListener,
-    app: Router,
+    api: Router,
+    ops: OpsEndpoints,
+    config: &HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = begun_tx.send(());
-    });
-    let deadline = async move {
-        if begun_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
+) -> anyhow::Result<()> {
+    let draining = Draining::default();
+    let ops = ops.router(draining.clone());
+    let endpoints = match config.ops_listen {
+        OpsListen::Api => vec![Endpoint {
+            listener,
+            router: finish_router(api.merge(ops), config),
+        }],
+        OpsListen::Address(address) => {
+            let ops_listener = TcpListener::bind(address).await.map_err(|error| {
+                anyhow::anyhow!("cannot listen on {address} (AGORA_OPS_LISTEN): {error}")
+            })?;
+            tracing::info!(address = %ops_listener.local_addr()?, "operations endpoints listening");
+            vec![
+                Endpoint {
+                    listener,
+                    router: finish_router(api, config),
+                },
+                Endpoint {
+                    listener: ops_listener,
+                    router: finish_router(ops, config),
+                },
+            ]
         }
     };
-    tokio::select! {
-        outcome = server.into_future() => outcome,
-        () = deadline => {
-            tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting");
-            Ok(())
-        }
-    }
+    crate::server::serve(endpoints, config, draining, shutdown).await?;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -38,9 +38,14 @@ pub fn decompose(id: i64) -> IdParts {
     }
 }
 
-/// Parses an id as the API renders it: a positive decimal number with no sign or spaces.
+/// Parses an id as the API renders it: a positive decimal number with no sign, spaces or
+/// leading zeros (one id has one spelling, so it can serve as a cache or map key as sent).
 pub fn parse(text: &str) -> Option<i64> {
-    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty()
+        || text.len() > 19
+        || text.starts_with('0')
+        || !text.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     text.parse::<i64>().ok().filter(|id| *id > 0)
@@ -88,6 +93,8 @@ mod tests {
             "1.0",
             "abc",
             "9223372036854775808",
+            "042",
+            "0000000000000000042",
             "١٢",
         ] {
             assert_eq!(parse(bad), None, "{bad:?} must be rejected");

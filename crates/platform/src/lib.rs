@@ -5,6 +5,7 @@
 //! transport- and domain-agnostic so each service maps it to its own contract.
 
 pub mod amqp;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod credentials;
@@ -12,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod server;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

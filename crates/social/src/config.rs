@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use agora_platform::auth::AuthConfig;
 use agora_platform::config::{DatabaseConfig, HttpConfig};
 use clap::Args;
 
@@ -20,6 +21,14 @@ pub struct SocialConfig {
 
     #[command(flatten)]
     pub live: LiveConfig,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    /// Live sessions (tokens) one user may hold; a login beyond it ends the oldest.
+    #[arg(long = "max-sessions-per-user", env = "AGORA_MAX_SESSIONS_PER_USER", default_value_t = 100,
+          value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub max_sessions_per_user: i64,
 
     /// Lifetime of a login token, in seconds.
     #[arg(long = "token-ttl-secs", env = "AGORA_TOKEN_TTL_SECS", default_value_t = 24 * 3600,

@@ -35,7 +35,7 @@ pub fn feed_window(offset: Option<f64>, limit: Option<f64>) -> Result<(usize, us
         whole("limit", limit.unwrap_or(10.0), 1, MAX_FEED_LIMIT)?,
     ))
 }
-/// `/user/search` returns at most this many users, lowest ids first. Short prefixes match tens
+/// `/user/search` returns at most this many users, in name order. Short prefixes match tens
 /// of thousands of users among a million; nobody reads past the first screens of those.
 pub const SEARCH_RESULT_CAP: i64 = 100;
 

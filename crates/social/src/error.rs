@@ -18,6 +18,9 @@ pub enum SocialError {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(&'static str),
+    /// Too many failed logins: retry after this many seconds.
+    #[error("too many failed logins")]
+    TooManyAttempts(u32),
     #[error(transparent)]
     Database(#[from] DbError),
     #[error(transparent)]
@@ -64,11 +67,22 @@ impl IntoResponse for SocialError {
             }
             SocialError::Forbidden(message) => ApiError::forbidden(message),
             SocialError::NotFound(message) => ApiError::not_found(message),
+            SocialError::TooManyAttempts(secs) => ApiError::too_many_requests(
+                format!("too many failed logins; retry in {secs} s"),
+                secs,
+            ),
             SocialError::Database(DbError::Unavailable(cause)) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::unavailable(
                     ErrorCode::DatabaseUnavailable,
                     "the database is unavailable; retry shortly",
+                )
+            }
+            SocialError::Database(DbError::TimedOut(cause)) => {
+                tracing::warn!(error = %cause, "query cancelled by the statement timeout");
+                ApiError::unavailable(
+                    ErrorCode::Overloaded,
+                    "the request took too long in the database; retry shortly",
                 )
             }
             SocialError::Database(error) => {

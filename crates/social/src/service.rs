@@ -1,9 +1,10 @@
 //! The social network's rules, independent of HTTP.
 
+use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use std::future::Future;
-
+use agora_platform::auth::{LoginLimiter, SessionCache};
 use agora_platform::cache::CacheError;
 use agora_platform::credentials::{PasswordHasher, issue_token, stored_token_hash};
 use agora_platform::db::DbPool;
@@ -11,8 +12,9 @@ use agora_platform::db::DbPool;
 use crate::config::SocialConfig;
 use crate::domain::{NameSearch, NewUser};
 use crate::error::SocialError;
+use crate::feed::FeedReader;
 use crate::feed::cache::FeedCache;
-use crate::feed::{FeedPost, FeedReader};
+use crate::feed::reader::FeedPage;
 use crate::live::{LiveHub, Presence};
 use crate::store::{Ownership, PostRecord, Store, UserRecord};
 
@@ -26,6 +28,9 @@ pub struct SocialService {
     store: Store,
     hasher: PasswordHasher,
     token_ttl: Duration,
+    max_sessions_per_user: i64,
+    sessions: SessionCache,
+    login_limiter: LoginLimiter,
     feed: FeedReader,
     live: LiveHub,
     replay_limit: i64,
@@ -40,6 +45,16 @@ impl SocialService {
         let store = Store::new(pool);
         let cache = FeedCache::from_config(&config.feed)?;
         let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
+        let sessions = SessionCache::new(
+            &config.auth,
+            cache.redis().clone(),
+            &config.feed.key_prefix(),
+        );
+        let login_limiter = LoginLimiter::new(
+            &config.auth,
+            cache.redis().clone(),
+            &config.feed.key_prefix(),
+        );
         let live = LiveHub::new(
             config.live.resolve_instance_id(),
             presence,
@@ -54,6 +69,9 @@ impl SocialService {
             store,
             hasher: PasswordHasher::new(config.hash_concurrency(), config.password_hash_queue),
             token_ttl: config.token_ttl(),
+            max_sessions_per_user: config.max_sessions_per_user,
+            sessions,
+            login_limiter,
         })
     }
 
@@ -101,7 +119,7 @@ impl SocialService {
         user_id: i64,
         offset: usize,
         limit: usize,
-    ) -> Result<Vec<FeedPost>, SocialError> {
+    ) -> Result<FeedPage, SocialError> {
         self.feed.page(user_id, offset, limit).await
     }
 
@@ -122,22 +140,67 @@ impl SocialService {
         Ok(self.store.insert_user(&user, &hash).await?)
     }
 
+    /// Checked tokens of this instance; [`SessionCache::listen`] must run for it to be used.
+    pub fn sessions(&self) -> &SessionCache {
+        &self.sessions
+    }
+
     /// A token for `user_id`. Unknown users are 404 as the contract says; a wrong password is
-    /// 400 (the contract has no 401 for login).
-    pub async fn login(&self, user_id: i64, password: String) -> Result<String, SocialError> {
-        let stored = self
-            .store
-            .password_hash(user_id)
-            .await?
-            .ok_or(SocialError::NotFound("user not found"))?;
+    /// 400 (the contract has no 401 for login); too many failures of the account or of the
+    /// client's address are 429 until their window passes.
+    pub async fn login(
+        &self,
+        user_id: i64,
+        password: String,
+        client: Option<IpAddr>,
+    ) -> Result<String, SocialError> {
+        self.login_limiter
+            .check(user_id, client)
+            .await
+            .map_err(|refused| SocialError::TooManyAttempts(refused.retry_after_secs))?;
+        let Some(stored) = self.store.password_hash(user_id).await? else {
+            // Probing for ids counts against the address too.
+            self.login_limiter.failed(user_id, client).await;
+            return Err(SocialError::NotFound("user not found"));
+        };
         if !self.hasher.verify(password, stored).await? {
+            self.login_limiter.failed(user_id, client).await;
             return Err(SocialError::invalid("wrong password"));
         }
         let token = issue_token();
-        self.store
-            .create_session(user_id, &token.hash, self.token_ttl)
+        let ended = self
+            .store
+            .create_session(
+                user_id,
+                &token.hash,
+                self.token_ttl,
+                self.max_sessions_per_user,
+            )
             .await?;
+        if ended > 0 {
+            self.sessions.revoked(user_id).await;
+        }
         Ok(token.token)
+    }
+
+    /// Ends the session of `token`.
+    pub async fn logout(&self, token: &str) -> Result<(), SocialError> {
+        let hash = stored_token_hash(token)
+            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
+        let user = self
+            .store
+            .delete_session(&hash)
+            .await?
+            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
+        self.sessions.revoked(user).await;
+        Ok(())
+    }
+
+    /// Ends every session of `user_id`, on every device.
+    pub async fn logout_everywhere(&self, user_id: i64) -> Result<(), SocialError> {
+        self.store.delete_user_sessions(user_id).await?;
+        self.sessions.revoked(user_id).await;
+        Ok(())
     }
 
     /// The user a bearer token belongs to.
@@ -149,12 +212,17 @@ impl SocialService {
     pub async fn authenticate_session(&self, token: &str) -> Result<(i64, Duration), SocialError> {
         let hash = stored_token_hash(token)
             .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
+        if let Some(hit) = self.sessions.get(&hash) {
+            return Ok(hit);
+        }
         let (user, valid_secs) = self
             .store
             .session_user(&hash)
             .await?
             .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
-        Ok((user, Duration::from_secs_f64(valid_secs.max(0.0))))
+        let valid_for = Duration::from_secs_f64(valid_secs.max(0.0));
+        self.sessions.insert(hash, user, valid_for);
+        Ok((user, valid_for))
     }
 
     pub async fn user(&self, id: i64) -> Result<UserRecord, SocialError> {

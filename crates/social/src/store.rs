@@ -130,19 +130,44 @@ impl Store {
         // prepared statement to its generic plan after five runs, which then seq-scans a
         // million rows (docs/benchmarks/user-search.md ran into that). U+10FFFF, the highest
         // code point, closes the range. The LIKE keeps the match exact.
-        let statement = db
-            .prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM users \
-                 WHERE lower(second_name) ~>=~ lower($1) \
-                   AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
-                   AND lower(first_name) ~>=~ lower($2) \
-                   AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
-                   AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4) \
-                 ORDER BY id LIMIT $5"
-            ))
-            .await?;
-        let rows = db
-            .query(
+        //
+        // Results come in the index's order (surname, then first name, byte-wise), so LIMIT
+        // stops the scan after the rows it returns; ids break ties of equal names. A search
+        // without a surname prefix leads with the first name and uses the index that does.
+        let rows = if search.second_name_prefix.is_empty() {
+            let statement = db
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users \
+                     WHERE lower(first_name) ~>=~ lower($1) \
+                       AND lower(first_name) ~<~ (lower($1) || chr(1114111)) \
+                       AND lower(first_name) LIKE lower($2) \
+                     ORDER BY lower(first_name) USING ~<~, lower(second_name) USING ~<~, id \
+                     LIMIT $3"
+                ))
+                .await?;
+            db.query(
+                &statement,
+                &[
+                    &search.first_name_prefix,
+                    &search.first_name_pattern,
+                    &SEARCH_RESULT_CAP,
+                ],
+            )
+            .await?
+        } else {
+            let statement = db
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users \
+                     WHERE lower(second_name) ~>=~ lower($1) \
+                       AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
+                       AND lower(first_name) ~>=~ lower($2) \
+                       AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
+                       AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4) \
+                     ORDER BY lower(second_name) USING ~<~, lower(first_name) USING ~<~, id \
+                     LIMIT $5"
+                ))
+                .await?;
+            db.query(
                 &statement,
                 &[
                     &search.second_name_prefix,
@@ -152,16 +177,20 @@ impl Store {
                     &SEARCH_RESULT_CAP,
                 ],
             )
-            .await?;
+            .await?
+        };
         Ok(rows.iter().map(UserRecord::from).collect())
     }
 
+    /// Stores a new session and ends the user's oldest ones beyond `max_per_user`; returns how
+    /// many it ended (their tokens must be dropped from caches).
     pub async fn create_session(
         &self,
         user_id: i64,
         token_hash: &[u8],
         ttl: Duration,
-    ) -> Result<(), DbError> {
+        max_per_user: i64,
+    ) -> Result<u64, DbError> {
         let db = self.pool.get().await?;
         let ttl_secs = ttl.as_secs_f64();
         // Expired sessions of this user go at the same time, so the table cannot grow without
@@ -175,7 +204,35 @@ impl Store {
             .await?;
         db.execute(&statement, &[&user_id, &token_hash, &ttl_secs])
             .await?;
-        Ok(())
+        let statement = db
+            .prepare_cached(
+                "DELETE FROM sessions WHERE user_id = $1 AND token_hash IN \
+                   (SELECT token_hash FROM sessions WHERE user_id = $1 \
+                    ORDER BY created_at DESC, token_hash OFFSET $2)",
+            )
+            .await?;
+        Ok(db.execute(&statement, &[&user_id, &max_per_user]).await?)
+    }
+
+    /// Ends one session; returns its user if it existed.
+    pub async fn delete_session(&self, token_hash: &[u8]) -> Result<Option<i64>, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached("DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id")
+            .await?;
+        Ok(db
+            .query_opt(&statement, &[&token_hash])
+            .await?
+            .map(|row| row.get(0)))
+    }
+
+    /// Ends every session of a user; returns how many.
+    pub async fn delete_user_sessions(&self, user_id: i64) -> Result<u64, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached("DELETE FROM sessions WHERE user_id = $1")
+            .await?;
+        Ok(db.execute(&statement, &[&user_id]).await?)
     }
 
     /// The user of a live session and the seconds it stays valid.

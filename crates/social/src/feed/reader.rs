@@ -27,6 +27,48 @@ impl From<PostRecord> for FeedPost {
     }
 }
 
+/// Text a feed page carries at most (posts are never split; a page holds at least one). It
+/// bounds the memory of an in-flight page whatever the posts weigh: 1000 posts of 10,000 emoji
+/// would otherwise make a 40 MB page.
+pub const PAGE_TEXT_BUDGET: usize = 1 << 20;
+
+/// Post bodies fetched at once while filling a page (at most 2 MB of text).
+const BODY_CHUNK: usize = 50;
+
+/// A feed page and whether the text budget cut it short of the asked `limit`.
+#[derive(Debug)]
+pub struct FeedPage {
+    pub posts: Vec<FeedPost>,
+    pub truncated: bool,
+}
+
+#[derive(Default)]
+struct PageBuilder {
+    posts: Vec<FeedPost>,
+    text_bytes: usize,
+    truncated: bool,
+}
+
+impl PageBuilder {
+    /// Adds a post if the budget allows; `false` once the page is full.
+    fn add(&mut self, post: FeedPost) -> bool {
+        if !self.posts.is_empty() && self.text_bytes + post.text.len() > PAGE_TEXT_BUDGET {
+            self.truncated = true;
+            return false;
+        }
+        self.text_bytes += post.text.len();
+        self.posts.push(post);
+        true
+    }
+
+    fn finish(self) -> FeedPage {
+        FeedPage {
+            posts: self.posts,
+            truncated: self.truncated,
+        }
+    }
+}
+
 /// Ids are milliseconds << 23: a post whose transaction began up to this long before the
 /// rebuild's snapshot may commit after it and is re-checked (see `rebuild`).
 const REBUILD_RACE_WINDOW: i64 = 30_000 << 23;
@@ -53,13 +95,14 @@ impl FeedReader {
         &self.cache
     }
 
-    /// Posts `offset..offset + limit` of the user's feed, newest first.
+    /// Posts `offset..offset + limit` of the user's feed, newest first, cut short once the
+    /// page holds [`PAGE_TEXT_BUDGET`] bytes of text.
     pub async fn page(
         &self,
         user_id: i64,
         offset: usize,
         limit: usize,
-    ) -> Result<Vec<FeedPost>, SocialError> {
+    ) -> Result<FeedPage, SocialError> {
         match self.cached_page(user_id, offset, limit).await {
             Ok(page) => {
                 metrics::counter!("feed_reads_total", "source" => "cache").increment(1);
@@ -69,11 +112,10 @@ impl FeedReader {
                 // Redis is a cache: without it the feed is slower, not broken.
                 tracing::warn!(%error, "feed cache unavailable, reading from the database");
                 metrics::counter!("feed_reads_total", "source" => "database").increment(1);
-                let posts = self
-                    .store
-                    .feed_posts_before(user_id, i64::MAX, offset as i64, limit as i64)
+                let mut page = PageBuilder::default();
+                self.older_posts(user_id, i64::MAX, offset, limit, &mut page)
                     .await?;
-                Ok(posts.into_iter().map(FeedPost::from).collect())
+                Ok(page.finish())
             }
             Err(error) => Err(error),
         }
@@ -84,24 +126,60 @@ impl FeedReader {
         user_id: i64,
         offset: usize,
         limit: usize,
-    ) -> Result<Vec<FeedPost>, SocialError> {
+    ) -> Result<FeedPage, SocialError> {
         let list = self.newest(user_id).await?;
         let end = offset.saturating_add(limit);
         let len = list.ids.len();
         let cached = &list.ids[offset.min(len)..end.min(len)];
-        let mut page = self.bodies(cached).await?;
+        let mut page = PageBuilder::default();
+        for chunk in cached.chunks(BODY_CHUNK) {
+            for post in self.bodies(chunk).await? {
+                if !page.add(post) {
+                    return Ok(page.finish());
+                }
+            }
+        }
         if end > len && !list.complete {
             // Deeper than the cache: continue below its oldest entry.
             let before = list.ids.last().copied().unwrap_or(i64::MAX);
             let skip = offset.saturating_sub(len);
             let wanted = end - offset.max(len);
-            let older = self
-                .store
-                .feed_posts_before(user_id, before, skip as i64, wanted as i64)
+            self.older_posts(user_id, before, skip, wanted, &mut page)
                 .await?;
-            page.extend(older.into_iter().map(FeedPost::from));
         }
-        Ok(page)
+        Ok(page.finish())
+    }
+
+    /// Adds up to `wanted` friends' posts older than `before` (skipping `skip`) from the
+    /// database, a chunk at a time, until the page is full.
+    async fn older_posts(
+        &self,
+        user_id: i64,
+        mut before: i64,
+        mut skip: usize,
+        mut wanted: usize,
+        page: &mut PageBuilder,
+    ) -> Result<(), SocialError> {
+        while wanted > 0 {
+            let chunk = wanted.min(BODY_CHUNK);
+            let posts = self
+                .store
+                .feed_posts_before(user_id, before, skip as i64, chunk as i64)
+                .await?;
+            skip = 0;
+            let got = posts.len();
+            for post in posts {
+                before = post.id;
+                if !page.add(post.into()) {
+                    return Ok(());
+                }
+            }
+            if got < chunk {
+                break;
+            }
+            wanted -= got;
+        }
+        Ok(())
     }
 
     /// The user's newest ids: their pushed feed merged with the celebrities they follow.

@@ -36,6 +36,13 @@ const SWAGGER_PAGE: &str = r#"<!DOCTYPE html>
 </body>
 </html>"#;
 
+/// The page loads only our own script and style, plus the one inline script above (by its
+/// hash would be stricter; Swagger UI itself injects inline styles, hence 'unsafe-inline' for
+/// styles only).
+const SWAGGER_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 pub fn router() -> Router {
     let assets = swagger_ui_dist::generate_routes(ApiDefinition {
         uri_prefix: "/api/swagger-ui",
@@ -55,6 +62,14 @@ pub fn router() -> Router {
                 ([(header::CONTENT_TYPE, "application/json")], ASYNCAPI_JSON).into_response()
             }),
         )
-        .route("/api/swagger-ui.html", get(|| async { Html(SWAGGER_PAGE) }))
+        .route(
+            "/api/swagger-ui.html",
+            get(|| async {
+                (
+                    [(header::CONTENT_SECURITY_POLICY, SWAGGER_CSP)],
+                    Html(SWAGGER_PAGE),
+                )
+            }),
+        )
         .merge(assets)
 }

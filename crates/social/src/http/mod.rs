@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use agora_platform::db;
-use agora_platform::http::{OpsEndpoints, bearer_token, finish_router, serve};
+use agora_platform::http::{OpsEndpoints, bearer_token, health_router, serve_service};
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -27,8 +27,8 @@ use crate::service::{Post, SocialService, User};
 /// Outbox rows older than this mean the worker or the broker is not taking them.
 const OUTBOX_LAG_DEGRADED_SECS: f64 = 30.0;
 
-/// The complete application: contract routes, docs, ops endpoints and shared layers.
-pub fn app(service: SocialService, config: &SocialConfig, live: Arc<LiveStatus>) -> Router {
+/// The application's routes (contract, docs, `/health`) and its operations endpoints.
+pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoints) {
     let pool = service.pool().clone();
     let scrape_pool = pool.clone();
     let redis = service.feed().cache().redis().clone();
@@ -65,6 +65,8 @@ pub fn app(service: SocialService, config: &SocialConfig, live: Arc<LiveStatus>)
         .on_scrape(move || db::record_pool_metrics(&scrape_pool, "primary"));
     let api = Router::new()
         .route("/login", post(users::login))
+        .route("/logout", post(users::logout))
+        .route("/logout/all", post(users::logout_all))
         .route("/user/register", post(users::register))
         .route("/user/get/{id}", get(users::get))
         .route("/user/search", get(users::search))
@@ -77,8 +79,7 @@ pub fn app(service: SocialService, config: &SocialConfig, live: Arc<LiveStatus>)
         .route("/post/feed", get(posts::feed))
         .route("/post/feed/posted", get(live::posted))
         .with_state(service);
-    let router = api.merge(docs::router()).merge(ops.router());
-    finish_router(router, &config.http)
+    (api.merge(docs::router()).merge(health_router()), ops)
 }
 
 /// Serves the social network on `listener` until `shutdown` resolves.
@@ -90,6 +91,7 @@ pub async fn run(
     let pool = db::connect_pool(&config.database, "agora-social")?;
     let service = SocialService::new(pool, &config)?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(service.sessions().clone().listen(stop.clone()));
     let live = crate::live::consumer::spawn(
         config.live.clone(),
         config.feed.namespace.clone(),
@@ -100,7 +102,7 @@ pub async fn run(
     let live = live.status;
     tracing::info!(instance = %service.live().instance(), "live feed instance");
     let hub = service.live().clone();
-    let app = app(service, &config, live);
+    let (api, ops) = app(service, live);
     let grace = std::time::Duration::from_secs(config.http.shutdown_grace_secs);
     let closing_hub = hub.clone();
     let shutdown = async move {
@@ -109,7 +111,7 @@ pub async fn run(
         closing_hub.close_all();
         let _ = stop_tx.send(true);
     };
-    serve(listener, app, shutdown, grace).await?;
+    serve_service(listener, api, ops, &config.http, shutdown).await?;
     drain_live(&hub, presence_task, grace).await;
     Ok(())
 }
@@ -128,6 +130,22 @@ async fn drain_live(
     }
     // The withdrawal is one Redis round trip: it gets its own short allowance.
     let _ = tokio::time::timeout(Duration::from_millis(500), presence_task).await;
+}
+
+/// A request's bearer token, unchecked; 401 without one.
+pub struct BearerToken(pub String);
+
+impl FromRequestParts<SocialService> for BearerToken {
+    type Rejection = SocialError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _service: &SocialService,
+    ) -> Result<Self, Self::Rejection> {
+        bearer_token(parts)
+            .map(|token| BearerToken(token.to_owned()))
+            .ok_or(SocialError::Unauthorized("missing bearer token"))
+    }
 }
 
 /// The user a request's bearer token belongs to; 401 without a valid one.

@@ -1,6 +1,8 @@
 use agora_platform::http::{JsonBody, PathParams, QueryParams};
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{AuthUser, PostBody};
@@ -68,13 +70,22 @@ pub struct FeedQuery {
     limit: Option<f64>,
 }
 
-/// `GET /post/feed`: friends' posts, newest first.
+/// `GET /post/feed`: friends' posts, newest first. A page cut short by its text budget says
+/// where the next one starts in `X-Next-Offset` (docs/api.md).
 pub async fn feed(
     State(service): State<SocialService>,
     AuthUser(me): AuthUser,
     QueryParams(query): QueryParams<FeedQuery>,
-) -> Result<Json<Vec<PostBody>>, SocialError> {
+) -> Result<Response, SocialError> {
     let (offset, limit) = domain::feed_window(query.offset, query.limit)?;
-    let posts = service.feed_page(me, offset, limit).await?;
-    Ok(Json(posts.into_iter().map(PostBody::from).collect()))
+    let page = service.feed_page(me, offset, limit).await?;
+    let next_offset = offset + page.posts.len();
+    let body: Vec<PostBody> = page.posts.into_iter().map(PostBody::from).collect();
+    let mut response = Json(body).into_response();
+    if page.truncated {
+        response
+            .headers_mut()
+            .insert("x-next-offset", HeaderValue::from(next_offset));
+    }
+    Ok(response)
 }

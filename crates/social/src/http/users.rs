@@ -1,9 +1,11 @@
-use agora_platform::http::{JsonBody, PathParams, QueryParams};
+use agora_platform::http::{ClientAddress, JsonBody, PathParams, QueryParams};
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::UserBody;
+use super::{AuthUser, BearerToken, UserBody};
 use crate::domain::{self, NameSearch, NewUser, Registration};
 use crate::error::SocialError;
 use crate::service::SocialService;
@@ -54,10 +56,12 @@ pub struct LoginResponse {
     token: String,
 }
 
+/// The token is a credential: no cache may keep the reply.
 pub async fn login(
     State(service): State<SocialService>,
+    ClientAddress(client): ClientAddress,
     JsonBody(request): JsonBody<LoginRequest>,
-) -> Result<Json<LoginResponse>, SocialError> {
+) -> Result<Response, SocialError> {
     let id = request
         .id
         .ok_or_else(|| SocialError::invalid("id is required"))?;
@@ -65,8 +69,28 @@ pub async fn login(
     let password = request
         .password
         .ok_or_else(|| SocialError::invalid("password is required"))?;
-    let token = service.login(id, password).await?;
-    Ok(Json(LoginResponse { token }))
+    let token = service.login(id, password, client).await?;
+    let mut response = Json(LoginResponse { token }).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `POST /logout`: ends the session of the token it carries.
+pub async fn logout(
+    State(service): State<SocialService>,
+    BearerToken(token): BearerToken,
+) -> Result<(), SocialError> {
+    service.logout(&token).await
+}
+
+/// `POST /logout/all`: ends every session of the token's user.
+pub async fn logout_all(
+    State(service): State<SocialService>,
+    AuthUser(me): AuthUser,
+) -> Result<(), SocialError> {
+    service.logout_everywhere(me).await
 }
 
 pub async fn get(

@@ -4,6 +4,7 @@ mod common;
 mod fanout;
 mod feed;
 mod friends;
+mod hardening;
 mod live;
 mod ops;
 mod posts;

@@ -7,6 +7,7 @@ pub mod proxy;
 use std::net::SocketAddr;
 
 use agora_platform::amqp::AmqpConfig;
+use agora_platform::auth::AuthConfig;
 use agora_platform::config::{DatabaseConfig, HttpConfig};
 use agora_platform::testing::TestDatabase;
 use agora_social::SocialConfig;
@@ -38,11 +39,7 @@ pub fn config_for(database_url: &str) -> SocialConfig {
             wait_timeout_ms: 2_000,
             ..DatabaseConfig::for_url(database_url)
         },
-        http: HttpConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            max_body_bytes: 64 * 1024,
-            shutdown_grace_secs: 1,
-        },
+        http: HttpConfig::for_listen("127.0.0.1:0".parse().unwrap()),
         feed: FeedConfig {
             namespace: unique_namespace(),
             ..FeedConfig::for_redis(redis_url())
@@ -51,6 +48,8 @@ pub fn config_for(database_url: &str) -> SocialConfig {
             amqp: test_amqp_config(&amqp_url()),
             ..LiveConfig::for_amqp(amqp_url())
         },
+        auth: AuthConfig::default(),
+        max_sessions_per_user: 100,
         token_ttl_secs: 3600,
         password_hash_concurrency: 2,
         password_hash_queue: 256,

@@ -1,0 +1,184 @@
+//! `agora serve` as a process: what only a whole process shows (its memory, its signals).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agora_platform::testing::TestDatabase;
+use serde_json::{Value, json};
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    ops: SocketAddr,
+}
+
+impl Server {
+    async fn start(database: &TestDatabase, extra: &[(&str, &str)]) -> Self {
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ops: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
+        command
+            .arg("serve")
+            .env("AGORA_DATABASE_URL", &database.url)
+            .env(
+                "AGORA_REDIS_URL",
+                env_or("AGORA_REDIS_URL", "redis://127.0.0.1:63800"),
+            )
+            .env(
+                "AGORA_AMQP_URL",
+                env_or("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:56730/%2f"),
+            )
+            .env("AGORA_AMQP_QUEUE_EXPIRES_SECS", "60")
+            .env(
+                "AGORA_NAMESPACE",
+                format!("srvtest{}-{}", std::process::id(), address.port()),
+            )
+            .env("AGORA_LISTEN", address.to_string())
+            .env("AGORA_OPS_LISTEN", ops.to_string())
+            .env("AGORA_LOG", "warn")
+            .stdout(Stdio::null());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("starting agora serve");
+        let server = Server {
+            child,
+            address,
+            ops,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(server.url("/health")).await.is_err() {
+            assert!(Instant::now() < deadline, "agora serve did not answer");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+
+    fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn password_hashing_memory_stays_fixed_through_a_login_burst() {
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let server = Server::start(
+        &database,
+        &[
+            ("AGORA_PASSWORD_HASH_CONCURRENCY", "2"),
+            ("AGORA_PASSWORD_HASH_QUEUE", "1000"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let registered: Value = client
+        .post(server.url("/user/register"))
+        .json(&json!({"first_name": "Пик", "second_name": "Нагрузкин", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = registered["user_id"].as_str().unwrap().to_owned();
+    let before = server.rss_mib();
+    let logins = (0..300).map(|_| {
+        let client = client.clone();
+        let url = server.url("/login");
+        let id = id.clone();
+        async move {
+            client
+                .post(url)
+                .json(&json!({"id": id, "password": "correct horse battery"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(logins).await;
+    assert!(
+        statuses.iter().all(|status| status.is_success()),
+        "{statuses:?}"
+    );
+    let after = server.rss_mib();
+    eprintln!("RSS before the burst {before:.0} MiB, after 300 concurrent logins {after:.0} MiB");
+    // Two hashing threads own 19 MiB each; a fresh allocation per hash grew the server to
+    // 450-550 MiB and kept it there.
+    assert!(
+        after - before < 80.0,
+        "RSS grew from {before:.0} to {after:.0} MiB"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_reports_not_ready_and_keeps_serving_while_draining() {
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let server = Server::start(&database, &[("AGORA_SHUTDOWN_DRAIN_MS", "1500")]).await;
+    let ready = format!("http://{}/ready", server.ops);
+    server.terminate();
+    let started = Instant::now();
+    // During the drain: not ready, yet new connections are served.
+    let mut saw_not_ready = false;
+    while started.elapsed() < Duration::from_millis(1_000) {
+        let fresh = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let health = fresh.get(server.url("/health")).send().await;
+        assert!(
+            health.is_ok_and(|r| r.status().is_success()),
+            "refused while draining"
+        );
+        if let Ok(response) = fresh.get(&ready).send().await {
+            saw_not_ready |= response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_not_ready, "/ready never said 503 while draining");
+    // Then the listener closes and the process exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(server.url("/health")).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still serving 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

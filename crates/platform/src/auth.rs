@@ -1,0 +1,355 @@
+//! What authentication needs beyond the session store: an in-process cache of checked bearer
+//! tokens that every instance drops at once when a session is revoked, and a limit on failed
+//! logins shared by all instances.
+//!
+//! Revocation reaches other instances through Redis pub/sub. While an instance is not
+//! subscribed (Redis down, reconnecting) it bypasses its cache and asks the database on every
+//! request, and it empties the cache when it subscribes again, since it may have missed
+//! messages: a revoked token is never served from a cache that could not hear of it. The one
+//! gap is a revocation whose message Redis refused while subscribers stayed connected: the
+//! entry lives out its TTL, a few seconds.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures_util::StreamExt as _;
+
+use crate::cache::{CacheError, Redis};
+
+/// Session cache and login limits; flags or `AGORA_*` variables.
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// Milliseconds a checked token is trusted without asking the database; 0 turns the cache
+    /// off. Revocation does not wait for it (see docs/api.md).
+    #[arg(
+        long = "session-cache-ttl-ms",
+        env = "AGORA_SESSION_CACHE_TTL_MS",
+        default_value_t = 5_000
+    )]
+    pub session_cache_ttl_ms: u64,
+
+    /// Tokens the cache holds at most.
+    #[arg(
+        long = "session-cache-capacity",
+        env = "AGORA_SESSION_CACHE_CAPACITY",
+        default_value_t = 100_000
+    )]
+    pub session_cache_capacity: usize,
+
+    /// Failed logins of one account within the window before its logins get 429.
+    #[arg(
+        long = "login-failures-per-account",
+        env = "AGORA_LOGIN_FAILURES_PER_ACCOUNT",
+        default_value_t = 10
+    )]
+    pub failures_per_account: u32,
+
+    /// Failed logins from one client address within the window before its logins get 429.
+    #[arg(
+        long = "login-failures-per-address",
+        env = "AGORA_LOGIN_FAILURES_PER_ADDRESS",
+        default_value_t = 100
+    )]
+    pub failures_per_address: u32,
+
+    /// Seconds a run of failed logins is counted over; the count starts at the first failure.
+    #[arg(long = "login-failure-window-secs", env = "AGORA_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub failure_window_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_cache_ttl_ms: 5_000,
+            session_cache_capacity: 100_000,
+            failures_per_account: 10,
+            failures_per_address: 100,
+            failure_window_secs: 300,
+        }
+    }
+}
+
+/// A token hash as stored (SHA-256).
+pub type TokenHash = Vec<u8>;
+
+struct CachedSession {
+    user: i64,
+    token_expires: Instant,
+    trusted_until: Instant,
+}
+
+/// Checked tokens, per instance. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionCache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    entries: Mutex<HashMap<TokenHash, CachedSession>>,
+    ttl: Duration,
+    capacity: usize,
+    /// Subscribed to revocations right now; without it the cache is not used.
+    listening: AtomicBool,
+    redis: Redis,
+    channel: String,
+}
+
+impl SessionCache {
+    /// A cache that learns of revocations on the Redis channel `<prefix>sessions:revoked`.
+    /// Call [`SessionCache::listen`] to start hearing them; until then it caches nothing.
+    pub fn new(config: &AuthConfig, redis: Redis, key_prefix: &str) -> Self {
+        Self {
+            inner: Arc::new(CacheInner {
+                entries: Mutex::default(),
+                ttl: Duration::from_millis(config.session_cache_ttl_ms),
+                capacity: config.session_cache_capacity.max(1),
+                listening: AtomicBool::new(false),
+                redis,
+                channel: format!("{key_prefix}sessions:revoked"),
+            }),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        !self.inner.ttl.is_zero() && self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// The user of a token checked recently, and how long the token stays valid.
+    pub fn get(&self, hash: &[u8]) -> Option<(i64, Duration)> {
+        if !self.enabled() {
+            return None;
+        }
+        let now = Instant::now();
+        let entries = self.inner.entries.lock().expect("not poisoned");
+        let hit = entries
+            .get(hash)
+            .filter(|entry| now < entry.trusted_until && now < entry.token_expires)
+            .map(|entry| (entry.user, entry.token_expires - now));
+        drop(entries);
+        metrics::counter!("session_cache_total", "outcome" => if hit.is_some() { "hit" } else { "miss" })
+            .increment(1);
+        hit
+    }
+
+    /// Remembers a token the database just confirmed.
+    pub fn insert(&self, hash: TokenHash, user: i64, valid_for: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        let now = Instant::now();
+        let mut entries = self.inner.entries.lock().expect("not poisoned");
+        if entries.len() >= self.inner.capacity {
+            entries.retain(|_, entry| now < entry.trusted_until && now < entry.token_expires);
+            if entries.len() >= self.inner.capacity {
+                // Every entry is fresh: start over rather than track recency on every hit.
+                entries.clear();
+            }
+        }
+        entries.insert(
+            hash,
+            CachedSession {
+                user,
+                token_expires: now + valid_for,
+                trusted_until: now + self.inner.ttl,
+            },
+        );
+    }
+
+    fn forget_user(&self, user: i64) {
+        self.inner
+            .entries
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, entry| entry.user != user);
+    }
+
+    fn clear(&self) {
+        self.inner.entries.lock().expect("not poisoned").clear();
+    }
+
+    /// Tells every instance (this one included) that some of `user`'s sessions were revoked.
+    /// Call after the sessions are gone from the database.
+    pub async fn revoked(&self, user: i64) {
+        self.forget_user(user);
+        let outcome = async {
+            let mut connection = self.inner.redis.connection().await?;
+            redis::cmd("PUBLISH")
+                .arg(&self.inner.channel)
+                .arg(user)
+                .query_async::<i64>(&mut connection)
+                .await
+                .map_err(CacheError::from)
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::warn!(%error, user, "could not announce a session revocation; other instances drop it within the cache TTL");
+        }
+    }
+
+    /// Listens for revocations until `stop` turns true. Runs for the life of the server.
+    pub async fn listen(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.inner.ttl.is_zero() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = self.listen_once() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            self.inner.listening.store(false, Ordering::Release);
+            self.clear();
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// One subscription, until it breaks.
+    async fn listen_once(&self) {
+        let mut pubsub = match self.inner.redis.pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
+                tracing::debug!(%error, "session revocations: cannot subscribe yet");
+                return;
+            }
+        };
+        if let Err(error) = pubsub.subscribe(&self.inner.channel).await {
+            tracing::warn!(%error, "session revocations: subscribe failed");
+            return;
+        }
+        // Whatever was cached before may have missed a revocation.
+        self.clear();
+        self.inner.listening.store(true, Ordering::Release);
+        tracing::debug!(channel = %self.inner.channel, "listening for session revocations");
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            match message.get_payload::<i64>() {
+                Ok(user) => self.forget_user(user),
+                Err(_) => self.clear(),
+            }
+        }
+        tracing::warn!(
+            "session revocations: subscription lost; asking the database until it is back"
+        );
+    }
+}
+
+/// Failed-login counters in Redis, shared by every instance.
+#[derive(Clone)]
+pub struct LoginLimiter {
+    redis: Redis,
+    prefix: String,
+    per_account: u32,
+    per_address: u32,
+    window_secs: u64,
+}
+
+/// Logins refused for now: retry after this many seconds.
+#[derive(Debug)]
+pub struct TooManyFailures {
+    pub retry_after_secs: u32,
+}
+
+impl LoginLimiter {
+    pub fn new(config: &AuthConfig, redis: Redis, key_prefix: &str) -> Self {
+        Self {
+            redis,
+            prefix: format!("{key_prefix}login:failures:"),
+            per_account: config.failures_per_account,
+            per_address: config.failures_per_address,
+            window_secs: config.failure_window_secs,
+        }
+    }
+
+    fn keys(&self, account: i64, address: Option<IpAddr>) -> Vec<String> {
+        let mut keys = vec![format!("{}account:{account}", self.prefix)];
+        if let Some(address) = address {
+            keys.push(format!("{}address:{address}", self.prefix));
+        }
+        keys
+    }
+
+    /// Refuses when the account or the address has failed too often in its window. With Redis
+    /// down, logins are let through (the hashing queue still bounds the cost).
+    pub async fn check(
+        &self,
+        account: i64,
+        address: Option<IpAddr>,
+    ) -> Result<(), TooManyFailures> {
+        let keys = self.keys(account, address);
+        let outcome: Result<Vec<(Option<u32>, i64)>, CacheError> = async {
+            let mut connection = self.redis.connection().await?;
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("GET").arg(key).cmd("TTL").arg(key);
+            }
+            let flat: Vec<redis::Value> = pipe.query_async(&mut connection).await?;
+            Ok(flat
+                .chunks(2)
+                .map(|pair| {
+                    let count = redis::from_redis_value::<Option<u32>>(pair[0].clone())
+                        .ok()
+                        .flatten();
+                    let ttl = redis::from_redis_value::<i64>(pair[1].clone()).unwrap_or(-1);
+                    (count, ttl)
+                })
+                .collect())
+        }
+        .await;
+        let counts = match outcome {
+            Ok(counts) => counts,
+            Err(error) => {
+                tracing::warn!(%error, "login limiter unavailable; letting the login through");
+                metrics::counter!("login_limiter_unavailable_total").increment(1);
+                return Ok(());
+            }
+        };
+        let limits = [self.per_account, self.per_address];
+        for ((count, ttl), limit) in counts.into_iter().zip(limits) {
+            if count.is_some_and(|count| count >= limit) {
+                metrics::counter!("login_refused_total").increment(1);
+                let retry = if ttl > 0 {
+                    ttl
+                } else {
+                    self.window_secs as i64
+                };
+                return Err(TooManyFailures {
+                    retry_after_secs: u32::try_from(retry).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login against the account and the address.
+    pub async fn failed(&self, account: i64, address: Option<IpAddr>) {
+        let keys = self.keys(account, address);
+        let outcome: Result<(), CacheError> = async {
+            let mut connection = self.redis.connection().await?;
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                // The window starts at the first failure and is not extended by later ones.
+                pipe.cmd("INCR")
+                    .arg(key)
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(key)
+                    .arg(self.window_secs)
+                    .arg("NX")
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut connection).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "could not count a failed login");
+        }
+    }
+}
