@@ -6,6 +6,7 @@ use clap::Args;
 
 use crate::feed::FeedConfig;
 use crate::live::LiveConfig;
+pub use crate::store::SearchOrder;
 
 /// Everything the social network server needs; flags or `AGORA_*` variables.
 #[derive(Debug, Clone, Args)]
@@ -24,6 +25,12 @@ pub struct SocialConfig {
 
     #[command(flatten)]
     pub auth: AuthConfig,
+
+    /// Order of search results: `name`, the order of the index that serves the search, so a
+    /// short prefix reads only the rows it returns; or `id`, the order before that change,
+    /// which reads and sorts every match (kept so a benchmark can measure both in one run).
+    #[arg(long = "search-order", env = "AGORA_SEARCH_ORDER", value_enum, default_value_t = SearchOrder::Name)]
+    pub search_order: SearchOrder,
 
     /// Live sessions (tokens) one user may hold; a login beyond it ends the oldest.
     #[arg(long = "max-sessions-per-user", env = "AGORA_MAX_SESSIONS_PER_USER", default_value_t = 100,

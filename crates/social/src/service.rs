@@ -42,7 +42,7 @@ pub struct SocialService {
 impl SocialService {
     /// Fails only on invalid configuration; Redis is connected on first use.
     pub fn new(pool: DbPool, config: &SocialConfig) -> anyhow::Result<Self> {
-        let store = Store::new(pool);
+        let store = Store::new(pool).with_search_order(config.search_order);
         let cache = FeedCache::from_config(&config.feed)?;
         let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
         let sessions = SessionCache::new(

@@ -59,14 +59,33 @@ pub enum Ownership {
 
 const USER_COLUMNS: &str = "id, first_name, second_name, birthdate, biography, city";
 
+/// How search results are ordered (see `SocialConfig::search_order`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchOrder {
+    #[default]
+    Name,
+    Id,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: DbPool,
+    search_order: SearchOrder,
 }
 
 impl Store {
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            search_order: SearchOrder::Name,
+        }
+    }
+
+    pub fn with_search_order(self, search_order: SearchOrder) -> Self {
+        Self {
+            search_order,
+            ..self
+        }
     }
 
     pub fn pool(&self) -> &DbPool {
@@ -134,7 +153,8 @@ impl Store {
         // Results come in the index's order (surname, then first name, byte-wise), so LIMIT
         // stops the scan after the rows it returns; ids break ties of equal names. A search
         // without a surname prefix leads with the first name and uses the index that does.
-        let rows = if search.second_name_prefix.is_empty() {
+        let rows = if search.second_name_prefix.is_empty() && self.search_order == SearchOrder::Name
+        {
             let statement = db
                 .prepare_cached(&format!(
                     "SELECT {USER_COLUMNS} FROM users \
@@ -155,6 +175,12 @@ impl Store {
             )
             .await?
         } else {
+            let order = match self.search_order {
+                SearchOrder::Name => {
+                    "lower(second_name) USING ~<~, lower(first_name) USING ~<~, id"
+                }
+                SearchOrder::Id => "id",
+            };
             let statement = db
                 .prepare_cached(&format!(
                     "SELECT {USER_COLUMNS} FROM users \
@@ -163,8 +189,7 @@ impl Store {
                        AND lower(first_name) ~>=~ lower($2) \
                        AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
                        AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4) \
-                     ORDER BY lower(second_name) USING ~<~, lower(first_name) USING ~<~, id \
-                     LIMIT $5"
+                     ORDER BY {order} LIMIT $5"
                 ))
                 .await?;
             db.query(

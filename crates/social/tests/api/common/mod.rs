@@ -50,6 +50,7 @@ pub fn config_for(database_url: &str) -> SocialConfig {
         },
         auth: AuthConfig::default(),
         max_sessions_per_user: 100,
+        search_order: agora_social::config::SearchOrder::Name,
         token_ttl_secs: 3600,
         password_hash_concurrency: 2,
         password_hash_queue: 256,
