@@ -26,3 +26,79 @@ ensure_bench_data() {
     die "$DB has $users users, fewer than the studies' million; drop it (DROP DATABASE $DB) and rerun"
   fi
 }
+
+# --- CPU accounting -------------------------------------------------------------------------
+# Needs WORK, LISTEN, SERVER_PID, LEVELS, WARMUP, DURATION from the study, and AGORA_PG_PID
+# (the postmaster) and AGORA_REDIS_PID from ./dev bench.
+
+# CPU ticks used so far by a process and its reaped children, 0 if it is gone.
+cpu_ticks_of() { # pid
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+  stat=${stat##*) }
+  awk '{print $12+$13+$14+$15}' <<<"$stat"
+}
+# The postmaster and every backend it has (or had) forked.
+postgres_ticks() {
+  local total pid
+  total=$(cpu_ticks_of "$AGORA_PG_PID")
+  for pid in $(pgrep -P "$AGORA_PG_PID" || true); do
+    total=$((total + $(cpu_ticks_of "$pid")))
+  done
+  echo "$total"
+}
+TICKS_PER_SEC=$(getconf CLK_TCK)
+
+# CPU seconds of this shell's finished children (the load tool runs as one), into CHILD_CPU.
+# `times` must run in this shell: in a pipeline or $(...) it would count the subshell's children.
+children_cpu() {
+  times >"$WORK/times"
+  CHILD_CPU=$(tail -n1 "$WORK/times" | awk '{
+    n = split($1 " " $2, parts, " "); total = 0
+    for (i = 1; i <= n; i++) { split(parts[i], ms, /[ms]/); total += ms[1] * 60 + ms[2] }
+    print total }')
+}
+now() { date +%s.%N; }
+
+# One agora-bench run with CPU accounting; writes $WORK/$1.json and $WORK/$1.cpu (wall
+# seconds, then CPU seconds of the server, PostgreSQL, Redis and the load tool).
+measure() { # name agora-bench-args...
+  local name=$1 t0 pg0 srv0 redis0 bench0
+  shift
+  children_cpu
+  t0=$(now) pg0=$(postgres_ticks) srv0=$(cpu_ticks_of "$SERVER_PID")
+  redis0=$(cpu_ticks_of "${AGORA_REDIS_PID:-0}") bench0=$CHILD_CPU
+  "$BIN/agora-bench" run --target "http://$LISTEN" --ceiling "" --concurrency "$LEVELS" \
+    --warmup-secs "$WARMUP" --duration-secs "$DURATION" --out "$WORK" --stem "$name" "$@" >/dev/null
+  children_cpu
+  awk -v wall="$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')" \
+    -v srv="$(($(cpu_ticks_of "$SERVER_PID") - srv0))" -v pg="$(($(postgres_ticks) - pg0))" \
+    -v redis="$(($(cpu_ticks_of "${AGORA_REDIS_PID:-0}") - redis0))" \
+    -v bench="$(awk -v a="$bench0" -v b="$CHILD_CPU" 'BEGIN{print b-a}')" -v hz="$TICKS_PER_SEC" \
+    'BEGIN { printf "%.1f %.1f %.1f %.1f %.1f\n", wall, srv / hz, pg / hz, redis / hz, bench }' >"$WORK/$name.cpu"
+}
+
+# Markdown: CPU seconds per process over each measured series, and CPU microseconds per request.
+cpu_table() { # name...
+  local name
+  printf '| series | wall s | requests | server CPU s | PostgreSQL CPU s | Redis CPU s | load tool CPU s | cores busy | server µs/req | PostgreSQL µs/req | Redis µs/req | load tool µs/req |\n'
+  printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+  for name in "$@"; do
+    python3 - "$WORK/$name.json" "$WORK/$name.cpu" "$WARMUP" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+wall, srv, pg, redis, bench = map(float, open(sys.argv[2]).read().split())
+warmup = float(sys.argv[3])
+series = report["series"][0]
+# The CPU counters cover warm-ups too: count their requests at the level's measured rate.
+requests = sum(p["throughput_rps"] * (p["duration_secs"] + warmup) for p in series["points"])
+per = lambda cpu: f"{cpu / requests * 1e6:,.0f}" if requests else "-"
+print(f"| {series['name']} | {wall:.1f} | {requests:,.0f} | {srv:.1f} | {pg:.1f} | {redis:.1f} | {bench:.1f} | "
+      f"{(srv + pg + redis + bench) / wall:.2f} | {per(srv)} | {per(pg)} | {per(redis)} | {per(bench)} |")
+PY
+  done
+  printf '\nCPU seconds over each series'"'"' whole sweep (warm-ups included), from /proc: the server process, the\n'
+  printf 'postmaster with every backend, Redis, and the load tool. "cores busy" is their sum over wall time;\n'
+  printf 'this machine has %s. Per request: CPU over the requests of the sweep, warm-ups counted at the\n' "$(nproc) cores"
+  printf 'measured rate of their level.\n'
+}

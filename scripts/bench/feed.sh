@@ -5,7 +5,9 @@
 # In database agora_bench on the dev PostgreSQL (a million seeded users, shared with the
 # user-search study; seeded here if missing) it measures, in one run:
 #   1. feed reads (cache hits) at 1/10/100/1000 clients, each as one of 2000 real users, beside
-#      the /health ceiling;
+#      the /health ceiling: first with every bearer token looked up in PostgreSQL (the session
+#      cache off, AGORA_SESSION_CACHE_TTL_MS=0: how it was before), then with the session cache
+#      (the default), with the CPU each process spent per request;
 #   2. post-to-feed delay of ordinary posts (20/s) while the top celebrity (made to have a
 #      million followers) posts once: with the default threshold (the celebrity is merged at
 #      read time), then with the threshold raised so the celebrity is pushed to every follower's
@@ -73,7 +75,7 @@ start_platform() {
   shift
   env AGORA_NAMESPACE="$namespace" "$@" "$BIN/agora" worker >>"$WORK/worker.log" 2>&1 &
   PIDS+=($!)
-  env AGORA_NAMESPACE="$namespace" AGORA_LISTEN=$LISTEN "$@" "$BIN/agora" serve >>"$WORK/server.log" 2>&1 &
+  env AGORA_NAMESPACE="$namespace" AGORA_LISTEN=$LISTEN AGORA_OPS_LISTEN=api "$@" "$BIN/agora" serve >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   local ready=""
@@ -89,14 +91,22 @@ start_platform() {
 }
 
 # --- 1. feed reads, 2. propagation with the celebrity pulled, 3. live -----------------------
-start_platform "$RUN_ID-pull"
+warm() {
+  "$BIN/agora-bench" run --target "http://$LISTEN" --ceiling "" --series "warm=@$WORK/scenario/reads.txt" \
+    --concurrency 8 --warmup-secs 0 --duration-secs 5 --out "$WORK" --stem warm >/dev/null
+}
+start_platform "$RUN_ID-pull" AGORA_SESSION_CACHE_TTL_MS=0
 note "warming 2000 readers' feeds"
-"$BIN/agora-bench" run --target "http://$LISTEN" --ceiling "" --series "warm=@$WORK/scenario/reads.txt" \
-  --concurrency 8 --warmup-secs 0 --duration-secs 5 --out "$WORK" --stem warm >/dev/null
-note "feed reads at $LEVELS clients"
-"$BIN/agora-bench" run --target "http://$LISTEN" --series "feed read (cache hit)=@$WORK/scenario/reads.txt" \
-  --concurrency "$LEVELS" --warmup-secs "$WARMUP" --duration-secs "$DURATION" \
-  --out "$WORK" --stem reads >/dev/null
+warm
+note "feed reads at $LEVELS clients, every token looked up in PostgreSQL (before)"
+measure reads-before --series "feed read, token checked in PostgreSQL (before)=@$WORK/scenario/reads.txt"
+stop_platform
+start_platform "$RUN_ID-pull"
+warm
+note "the /health ceiling at $LEVELS clients"
+measure ceiling --series "ceiling: GET /health=/health"
+note "feed reads at $LEVELS clients, with the session cache"
+measure reads --series "feed read (cache hit)=@$WORK/scenario/reads.txt"
 feed_keys=$("${REDIS_CLI[@]}" --scan --pattern "$RUN_ID-pull:feed:*" | wc -l)
 
 note "post-to-feed, celebrity merged at read time"
@@ -159,9 +169,11 @@ redis_version=$("${REDIS_CLI[@]}" INFO server | awk -F: '/^redis_version/ {print
 } >"$WORK/propagation-all.md"
 
 server_version=$(sql -c "SHOW server_version")
+cpu_table ceiling reads-before reads >"$WORK/cpu.md"
 "$BIN/agora-bench" render --title "News feed: reads, fan-out without the Lady Gaga effect, live delivery" \
-  --from "$WORK/reads.json" \
+  --from "$WORK/ceiling.json" --from "$WORK/reads-before.json" --from "$WORK/reads.json" \
   --preamble "$ROOT/scripts/bench/feed-intro.md" \
+  --appendix "Where the CPU of a feed read goes=@$WORK/cpu.md" \
   --appendix "Post to feed, with a celebrity posting=@$WORK/propagation-all.md" \
   --appendix "Live delivery over WebSocket=@$WORK/live.md" \
   --appendix "Redis memory per feed=@$WORK/memory.md" \

@@ -5,8 +5,10 @@
 # In its own database (agora_bench) on the dev PostgreSQL it seeds a million users if they are
 # not there yet, serves them on 127.0.0.1:8090 and measures, in one run:
 #   1. the load tool's ceiling: GET /health;
-#   2. search with the name-prefix index dropped;
-#   3. search with the index rebuilt.
+#   2. search with the name-prefix indexes dropped;
+#   3. search with the indexes rebuilt, results ordered by id (the order before the hardening
+#      issue: every match is read and sorted; AGORA_SEARCH_ORDER=id);
+#   4. the same in name order, the index's own (the default), which stops at the 100th row.
 # Each with EXPLAIN (ANALYZE, BUFFERS) of the same query, and the CPU seconds the server,
 # PostgreSQL and the load tool used, so the report can say where the time went.
 #
@@ -32,37 +34,23 @@ WORK="$(mktemp -d)"
 SERVER_PID=""
 
 INDEX_DDL=""
+FIRST_NAME_INDEX_DDL=""
 cleanup() {
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
   # An interrupted run must not leave the database without its index.
-  if [[ -n $INDEX_DDL ]]; then
-    sql -c "${INDEX_DDL/CREATE INDEX/CREATE INDEX IF NOT EXISTS}" >/dev/null 2>&1 || true
-  fi
+  local ddl
+  for ddl in "$INDEX_DDL" "$FIRST_NAME_INDEX_DDL"; do
+    [[ -z $ddl ]] || sql -c "${ddl/CREATE INDEX/CREATE INDEX IF NOT EXISTS}" >/dev/null 2>&1 || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# CPU seconds used so far by the postmaster and every backend it has (or had) forked.
-cpu_ticks_of() { # pid: utime+stime+cutime+cstime of that process, 0 if gone
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
-  stat=${stat##*) }
-  awk '{print $12+$13+$14+$15}' <<<"$stat"
-}
-postgres_ticks() {
-  local total pid
-  total=$(cpu_ticks_of "$AGORA_PG_PID")
-  for pid in $(pgrep -P "$AGORA_PG_PID" || true); do
-    total=$((total + $(cpu_ticks_of "$pid")))
-  done
-  echo "$total"
-}
-TICKS_PER_SEC=$(getconf CLK_TCK)
 
 # --- data ---------------------------------------------------------------------------------
 ensure_bench_data
@@ -73,17 +61,32 @@ if [[ -z $INDEX_DDL ]]; then
   INDEX_DDL="CREATE INDEX users_name_prefix_idx ON public.users USING btree (lower(second_name) text_pattern_ops, lower(first_name) text_pattern_ops)"
   sql -c "$INDEX_DDL"
 fi
+FIRST_NAME_INDEX_DDL=$(sql -c "SELECT pg_get_indexdef('users_first_name_prefix_idx'::regclass)" 2>/dev/null || true)
+if [[ -z $FIRST_NAME_INDEX_DDL ]]; then
+  FIRST_NAME_INDEX_DDL="CREATE INDEX users_first_name_prefix_idx ON public.users USING btree (lower(first_name) text_pattern_ops, lower(second_name) text_pattern_ops)"
+  sql -c "$FIRST_NAME_INDEX_DDL"
+fi
 
 # --- server -------------------------------------------------------------------------------
-AGORA_LISTEN=$LISTEN AGORA_DB_POOL_SIZE=$POOL AGORA_LOG=warn "$BIN/agora" serve >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
 ready() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://$LISTEN/ready" 2>/dev/null; }
-for _ in $(seq 100); do
-  ready && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "server exited"; }
-  sleep 0.1
-done
-ready || die "server did not become ready on $LISTEN"
+# start_server [ENV=VALUE...]: one `agora serve` with the study's settings.
+start_server() {
+  env AGORA_LISTEN=$LISTEN AGORA_OPS_LISTEN=api AGORA_DB_POOL_SIZE=$POOL AGORA_LOG=warn "$@" \
+    "$BIN/agora" serve >>"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    ready && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "server exited"; }
+    sleep 0.1
+  done
+  ready || die "server did not become ready on $LISTEN"
+}
+stop_server() {
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+start_server
 
 "$BIN/agora" scenario search --count "$PATH_COUNT" --mix "$MIX" --seed 1 --out "$WORK/paths.txt"
 
@@ -97,79 +100,51 @@ q = urllib.parse.parse_qs(urllib.parse.urlsplit(line).query)
 print(q["first_name"][0], q["last_name"][0])
 PY
 )
-STATEMENT='SELECT id, first_name, second_name, birthdate, biography, city FROM users
+WHERE_CLAUSE='SELECT id, first_name, second_name, birthdate, biography, city FROM users
  WHERE lower(second_name) ~>=~ lower($1) AND lower(second_name) ~<~ (lower($1) || chr(1114111))
    AND lower(first_name) ~>=~ lower($2) AND lower(first_name) ~<~ (lower($2) || chr(1114111))
-   AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4)
- ORDER BY id LIMIT 100'
-explain() { # custom|generic
+   AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4)'
+STATEMENT="$WHERE_CLAUSE
+ ORDER BY lower(second_name) USING ~<~, lower(first_name) USING ~<~, id LIMIT 100"
+STATEMENT_BY_ID="$WHERE_CLAUSE
+ ORDER BY id LIMIT 100"
+explain() { # custom|generic [statement]
   sql -c "SET plan_cache_mode = force_$1_plan" \
-    -c "PREPARE search(text, text, text, text) AS $STATEMENT" \
+    -c "PREPARE search(text, text, text, text) AS ${2:-$STATEMENT}" \
     -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE search('$LAST', '$FIRST', '$LAST%', '$FIRST%')"
 }
 
-# CPU seconds of this shell's finished children (the load tool runs as one), into CHILD_CPU.
-# `times` must run in this shell: in a pipeline or $(...) it would count the subshell's children.
-children_cpu() {
-  times >"$WORK/times"
-  CHILD_CPU=$(tail -n1 "$WORK/times" | awk '{
-    n = split($1 " " $2, parts, " "); total = 0
-    for (i = 1; i <= n; i++) { split(parts[i], ms, /[ms]/); total += ms[1] * 60 + ms[2] }
-    print total }')
-}
-now() { date +%s.%N; }
-
-# One agora-bench run with CPU accounting; writes $WORK/$1.json and $WORK/$1.cpu
-# (wall seconds, then CPU seconds of the server, PostgreSQL and the load tool).
-measure() { # name agora-bench-args...
-  local name=$1 t0 pg0 srv0 bench0
-  shift
-  children_cpu
-  t0=$(now) pg0=$(postgres_ticks) srv0=$(cpu_ticks_of "$SERVER_PID") bench0=$CHILD_CPU
-  "$BIN/agora-bench" run --target "http://$LISTEN" --ceiling "" --concurrency "$LEVELS" \
-    --warmup-secs "$WARMUP" --duration-secs "$DURATION" --out "$WORK" --stem "$name" "$@" >/dev/null
-  children_cpu
-  awk -v wall="$(awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}')" \
-    -v srv="$(($(cpu_ticks_of "$SERVER_PID") - srv0))" -v pg="$(($(postgres_ticks) - pg0))" \
-    -v bench="$(awk -v a="$bench0" -v b="$CHILD_CPU" 'BEGIN{print b-a}')" -v hz="$TICKS_PER_SEC" \
-    'BEGIN { printf "%.1f %.1f %.1f %.1f\n", wall, srv / hz, pg / hz, bench }' >"$WORK/$name.cpu"
-}
-
-note "dropping the index"
-sql -c "DROP INDEX users_name_prefix_idx"
+note "dropping the indexes"
+sql -c "DROP INDEX users_name_prefix_idx" -c "DROP INDEX users_first_name_prefix_idx"
 sql -c "ANALYZE users"
 note "EXPLAIN without the index"
 explain custom >"$WORK/plan-without.txt"
 
-note "1/3 the load tool's ceiling: GET /health"
+note "1/4 the load tool's ceiling: GET /health"
 measure ceiling --series "ceiling: GET /health=/health"
-note "2/3 search without the index"
+note "2/4 search without the indexes"
 measure without --series "search, no index=@$WORK/paths.txt"
-note "rebuilding the index"
+note "rebuilding the indexes"
 t0=$(now)
 sql -c "$INDEX_DDL"
-sql -c "ANALYZE users"
 INDEX_BUILD_SECS=$(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}')
-note "3/3 search with the index"
-measure with --series "search, with index=@$WORK/paths.txt"
+sql -c "$FIRST_NAME_INDEX_DDL"
+sql -c "ANALYZE users"
+stop_server
+start_server AGORA_SEARCH_ORDER=id
+note "3/4 search with the index, results by id (before)"
+measure by-id --series "search, with index, by id (before)=@$WORK/paths.txt"
+stop_server
+start_server
+note "4/4 search with the index, in index order (after)"
+measure with --series "search, with index, in index order=@$WORK/paths.txt"
 explain custom >"$WORK/plan-custom.txt"
 explain generic >"$WORK/plan-generic.txt"
+explain custom "$STATEMENT_BY_ID" >"$WORK/plan-by-id.txt"
 
 # --- report -------------------------------------------------------------------------------
 setting() { sql -c "SHOW $1"; }
-{
-  printf '| series | wall s | server CPU s | PostgreSQL CPU s | load tool CPU s | cores busy |\n'
-  printf '|---|---:|---:|---:|---:|---:|\n'
-  for name in ceiling without with; do
-    read -r wall srv pg bench <"$WORK/$name.cpu"
-    label=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["series"][0]["name"])' "$WORK/$name.json")
-    awk -v l="$label" -v w="$wall" -v s="$srv" -v p="$pg" -v b="$bench" \
-      'BEGIN { printf "| %s | %s | %s | %s | %s | %.2f |\n", l, w, s, p, b, (s + p + b) / w }'
-  done
-  printf '\nCPU seconds over each series'"'"' whole sweep (warm-ups included), from /proc: the server process, the\n'
-  printf 'postmaster with every backend, and the load tool. "cores busy" is their sum over wall time; this\n'
-  printf 'machine has %s.\n' "$(nproc) cores"
-} >"$WORK/cpu.md"
+cpu_table ceiling without by-id with >"$WORK/cpu.md"
 {
   printf 'The statement the server prepares, with the prefixes `%s` and `%s` (the first of the\n' "$LAST" "$FIRST"
   printf 'sampled searches), explained by `psql` right after each measurement.\n\n'
@@ -180,7 +155,10 @@ setting() { sql -c "SHOW $1"; }
   printf '```\n%s\n```\n\n' "$(cat "$WORK/plan-custom.txt")"
   printf '### With the index: the generic plan\n\n'
   printf 'Planned once for any values; what the prepared statement settles on after that.\n\n'
-  printf '```\n%s\n```\n' "$(cat "$WORK/plan-generic.txt")"
+  printf '```\n%s\n```\n\n' "$(cat "$WORK/plan-generic.txt")"
+  printf '### Before: the same search ordered by id\n\n'
+  printf 'What `AGORA_SEARCH_ORDER=id` runs: every match of the prefixes is read and sorted.\n\n'
+  printf '```sql\n%s\n```\n\n```\n%s\n```\n' "$STATEMENT_BY_ID" "$(cat "$WORK/plan-by-id.txt")"
 } >"$WORK/plans.md"
 {
   printf '```sql\n%s;\n```\n\n' "$INDEX_DDL"
@@ -190,7 +168,7 @@ setting() { sql -c "SHOW $1"; }
 
 server_version=$(setting server_version)
 "$BIN/agora-bench" render --title "User search: a million users, before and after the name-prefix index" \
-  --from "$WORK/ceiling.json" --from "$WORK/without.json" --from "$WORK/with.json" \
+  --from "$WORK/ceiling.json" --from "$WORK/without.json" --from "$WORK/by-id.json" --from "$WORK/with.json" \
   --preamble "$ROOT/scripts/bench/user-search-intro.md" \
   --appendix "Where the CPU went=@$WORK/cpu.md" \
   --appendix "Query plans=@$WORK/plans.md" \

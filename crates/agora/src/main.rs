@@ -7,6 +7,12 @@ use agora_social::SocialConfig;
 use agora_social::service::SocialService;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc's malloc: a feed read allocates and frees many small buffers, and
+/// glibc spent about a quarter of the server's CPU on them (perf, docs/benchmarks/feed.md); it
+/// also returns freed memory to the system instead of keeping it in arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use futures_util::StreamExt as _;
 
 #[derive(Parser)]
@@ -262,7 +268,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let (args, paths) = match scenario {
                 ScenarioCommand::Feed(_) => unreachable!("handled above"),
                 ScenarioCommand::Search(args) => {
-                    let pool = db::connect_pool(&args.common.database, "agora-scenario")?;
+                    let pool = db::connect_batch_pool(&args.common.database, "agora-scenario")?;
                     let paths = agora_social::scenario::search_paths(
                         &pool,
                         args.common.count,
@@ -274,7 +280,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     (args.common, paths)
                 }
                 ScenarioCommand::Smoke(args) => {
-                    let pool = db::connect_pool(&args.database, "agora-scenario")?;
+                    let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
                     let paths =
                         agora_social::scenario::smoke_paths(&pool, args.count, args.seed).await?;
                     (args, paths)
@@ -292,7 +298,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Seed(SeedCommand::Demo(config)) => {
-            let pool = db::connect_pool(&config.database, "agora-seed")?;
+            let pool = db::connect_batch_pool(&config.database, "agora-seed")?;
             let service = SocialService::new(pool, &config)?;
             let summary = agora_social::demo::load(&service)
                 .await
@@ -319,7 +325,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
-    let pool = db::connect_pool(&args.config.database, "agora-feed-rebuild")?;
+    let pool = db::connect_batch_pool(&args.config.database, "agora-feed-rebuild")?;
     let service = SocialService::new(pool.clone(), &args.config)?;
     let rebuild = |user: i64| {
         let service = service.clone();
@@ -400,7 +406,7 @@ async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
 }
 
 async fn write_feed_scenario(args: FeedScenarioArgs) -> anyhow::Result<()> {
-    let pool = db::connect_pool(&args.database, "agora-scenario")?;
+    let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
     let options = agora_social::scenario::FeedScenarioOptions {
         readers: args.readers,
         pairs: args.pairs,

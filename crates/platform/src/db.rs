@@ -46,6 +46,16 @@ pub fn connect_pool(config: &DatabaseConfig, application_name: &str) -> anyhow::
         .context("building the database pool")
 }
 
+/// A pool for commands an operator runs (seeding, scenarios, rebuilds): their statements may
+/// run long by design, so the statement timeout, which bounds what a client can trigger, is off.
+pub fn connect_batch_pool(config: &DatabaseConfig, application_name: &str) -> anyhow::Result<Pool> {
+    let config = DatabaseConfig {
+        statement_timeout_ms: 0,
+        ..config.clone()
+    };
+    connect_pool(&config, application_name)
+}
+
 /// Publishes pool gauges; called right before `/metrics` renders.
 pub fn record_pool_metrics(pool: &Pool, name: &'static str) {
     let status = pool.status();

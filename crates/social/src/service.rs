@@ -23,8 +23,21 @@ pub use crate::store::{PostRecord as Post, UserRecord as User};
 /// Replay queries that may run at once, server-wide.
 const REPLAY_QUERIES: usize = 8;
 
+/// The social network's operations. Cheap to clone: handlers get a clone per request.
 #[derive(Clone)]
 pub struct SocialService {
+    inner: std::sync::Arc<ServiceState>,
+}
+
+impl std::ops::Deref for SocialService {
+    type Target = ServiceState;
+
+    fn deref(&self) -> &ServiceState {
+        &self.inner
+    }
+}
+
+pub struct ServiceState {
     store: Store,
     hasher: PasswordHasher,
     token_ttl: Duration,
@@ -61,17 +74,19 @@ impl SocialService {
             config.live.socket_buffer as usize,
         );
         Ok(Self {
-            feed: FeedReader::new(store.clone(), cache),
-            live,
-            replay_limit: i64::from(config.live.replay_limit),
-            live_heartbeat: config.live.heartbeat(),
-            replays: std::sync::Arc::new(tokio::sync::Semaphore::new(REPLAY_QUERIES)),
-            store,
-            hasher: PasswordHasher::new(config.hash_concurrency(), config.password_hash_queue),
-            token_ttl: config.token_ttl(),
-            max_sessions_per_user: config.max_sessions_per_user,
-            sessions,
-            login_limiter,
+            inner: std::sync::Arc::new(ServiceState {
+                feed: FeedReader::new(store.clone(), cache),
+                live,
+                replay_limit: i64::from(config.live.replay_limit),
+                live_heartbeat: config.live.heartbeat(),
+                replays: std::sync::Arc::new(tokio::sync::Semaphore::new(REPLAY_QUERIES)),
+                store,
+                hasher: PasswordHasher::new(config.hash_concurrency(), config.password_hash_queue),
+                token_ttl: config.token_ttl(),
+                max_sessions_per_user: config.max_sessions_per_user,
+                sessions,
+                login_limiter,
+            }),
         })
     }
 

@@ -127,10 +127,21 @@ impl FeedReader {
         offset: usize,
         limit: usize,
     ) -> Result<FeedPage, SocialError> {
-        let list = self.newest(user_id).await?;
         let end = offset.saturating_add(limit);
-        let len = list.ids.len();
-        let cached = &list.ids[offset.min(len)..end.min(len)];
+        // Most readers follow no celebrity: their page is a slice of their cached feed.
+        let (cached, len, complete, oldest) =
+            match self.cache.window(user_id, offset, limit).await? {
+                Some(window) => (window.ids, window.len, window.complete, window.oldest),
+                None => {
+                    let list = self.newest(user_id).await?;
+                    let len = list.ids.len();
+                    let oldest = list.ids.last().copied();
+                    let mut ids = list.ids;
+                    ids.truncate(end.min(len));
+                    ids.drain(..offset.min(len));
+                    (ids, len, list.complete, oldest)
+                }
+            };
         let mut page = PageBuilder::default();
         for chunk in cached.chunks(BODY_CHUNK) {
             for post in self.bodies(chunk).await? {
@@ -139,9 +150,9 @@ impl FeedReader {
                 }
             }
         }
-        if end > len && !list.complete {
+        if end > len && !complete {
             // Deeper than the cache: continue below its oldest entry.
-            let before = list.ids.last().copied().unwrap_or(i64::MAX);
+            let before = oldest.unwrap_or(i64::MAX);
             let skip = offset.saturating_sub(len);
             let wanted = end - offset.max(len);
             self.older_posts(user_id, before, skip, wanted, &mut page)
