@@ -100,13 +100,13 @@ q = urllib.parse.parse_qs(urllib.parse.urlsplit(line).query)
 print(q["first_name"][0], q["last_name"][0])
 PY
 )
-WHERE_CLAUSE='SELECT id, first_name, second_name, birthdate, biography, city FROM users
+RANGES='SELECT id, first_name, second_name, birthdate, biography, city FROM users
  WHERE lower(second_name) ~>=~ lower($1) AND lower(second_name) ~<~ (lower($1) || chr(1114111))
-   AND lower(first_name) ~>=~ lower($2) AND lower(first_name) ~<~ (lower($2) || chr(1114111))
-   AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4)'
-STATEMENT="$WHERE_CLAUSE
- ORDER BY lower(second_name) USING ~<~, lower(first_name) USING ~<~, id LIMIT 100"
-STATEMENT_BY_ID="$WHERE_CLAUSE
+   AND lower(first_name) ~>=~ lower($2) AND lower(first_name) ~<~ (lower($2) || chr(1114111))'
+STATEMENT="$RANGES
+ ORDER BY lower(second_name) USING ~<~, lower(first_name) USING ~<~ LIMIT 100"
+STATEMENT_BY_ID="$RANGES
+   AND lower(second_name) LIKE lower(\$3) AND lower(first_name) LIKE lower(\$4)
  ORDER BY id LIMIT 100"
 explain() { # custom|generic [statement]
   sql -c "SET plan_cache_mode = force_$1_plan" \

@@ -143,66 +143,80 @@ impl Store {
         let db = self.pool.get().await?;
         // lower() of the input here, not in Rust, so both sides use PostgreSQL's case mapping.
         //
-        // The prefix is stated twice. As a byte-wise range (`~>=~`, `~<~`, the operators of the
-        // index's text_pattern_ops) it is an index condition even in a generic plan, where the
-        // prefix is an unknown parameter; `LIKE $1` alone is not, and PostgreSQL switches a
-        // prepared statement to its generic plan after five runs, which then seq-scans a
-        // million rows (docs/benchmarks/user-search.md ran into that). U+10FFFF, the highest
-        // code point, closes the range. The LIKE keeps the match exact.
+        // A prefix is a byte-wise range (`~>=~`, `~<~`, the operators of the indexes'
+        // text_pattern_ops): `prefix <= name < prefix || U+10FFFF`, the highest code point. That
+        // is exactly "name starts with prefix" (but for a name holding U+10FFFF right after the
+        // prefix), with `%` and `_` literal, and it is an index condition even in a generic plan,
+        // where the prefix is an unknown parameter. `LIKE $1` is not, and PostgreSQL switches a
+        // prepared statement to its generic plan after five runs, which then seq-scans a million
+        // rows (docs/benchmarks/user-search.md ran into that).
         //
-        // Results come in the index's order (surname, then first name, byte-wise), so LIMIT
-        // stops the scan after the rows it returns; ids break ties of equal names. A search
-        // without a surname prefix leads with the first name and uses the index that does.
-        let rows = if search.second_name_prefix.is_empty() && self.search_order == SearchOrder::Name
-        {
-            let statement = db
-                .prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users \
-                     WHERE lower(first_name) ~>=~ lower($1) \
-                       AND lower(first_name) ~<~ (lower($1) || chr(1114111)) \
-                       AND lower(first_name) LIKE lower($2) \
-                     ORDER BY lower(first_name) USING ~<~, lower(second_name) USING ~<~, id \
-                     LIMIT $3"
-                ))
-                .await?;
-            db.query(
-                &statement,
-                &[
-                    &search.first_name_prefix,
-                    &search.first_name_pattern,
-                    &SEARCH_RESULT_CAP,
-                ],
-            )
-            .await?
-        } else {
-            let order = match self.search_order {
-                SearchOrder::Name => {
-                    "lower(second_name) USING ~<~, lower(first_name) USING ~<~, id"
-                }
-                SearchOrder::Id => "id",
-            };
-            let statement = db
-                .prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users \
-                     WHERE lower(second_name) ~>=~ lower($1) \
-                       AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
-                       AND lower(first_name) ~>=~ lower($2) \
-                       AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
-                       AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4) \
-                     ORDER BY {order} LIMIT $5"
-                ))
-                .await?;
-            db.query(
-                &statement,
-                &[
-                    &search.second_name_prefix,
-                    &search.first_name_prefix,
-                    &search.second_name_pattern,
-                    &search.first_name_pattern,
-                    &SEARCH_RESULT_CAP,
-                ],
-            )
-            .await?
+        // Results come in the index's order (surname, then first name, byte-wise), so the scan
+        // stops at the 100th row instead of reading and sorting every match of a short prefix.
+        // A LIKE beside the range would be redundant, and PostgreSQL would count its selectivity
+        // twice, estimate one matching row, and sort after all. A search without a surname
+        // prefix is served by the index that leads with the first name.
+        let rows = match self.search_order {
+            SearchOrder::Name if search.second_name_prefix.is_empty() => {
+                let statement = db
+                    .prepare_cached(&format!(
+                        "SELECT {USER_COLUMNS} FROM users \
+                         WHERE lower(first_name) ~>=~ lower($1) \
+                           AND lower(first_name) ~<~ (lower($1) || chr(1114111)) \
+                         ORDER BY lower(first_name) USING ~<~, lower(second_name) USING ~<~ \
+                         LIMIT $2"
+                    ))
+                    .await?;
+                db.query(&statement, &[&search.first_name_prefix, &SEARCH_RESULT_CAP])
+                    .await?
+            }
+            SearchOrder::Name => {
+                let statement = db
+                    .prepare_cached(&format!(
+                        "SELECT {USER_COLUMNS} FROM users \
+                         WHERE lower(second_name) ~>=~ lower($1) \
+                           AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
+                           AND lower(first_name) ~>=~ lower($2) \
+                           AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
+                         ORDER BY lower(second_name) USING ~<~, lower(first_name) USING ~<~ \
+                         LIMIT $3"
+                    ))
+                    .await?;
+                db.query(
+                    &statement,
+                    &[
+                        &search.second_name_prefix,
+                        &search.first_name_prefix,
+                        &SEARCH_RESULT_CAP,
+                    ],
+                )
+                .await?
+            }
+            // The statement as it was before index order, kept for the search study.
+            SearchOrder::Id => {
+                let statement = db
+                    .prepare_cached(&format!(
+                        "SELECT {USER_COLUMNS} FROM users \
+                         WHERE lower(second_name) ~>=~ lower($1) \
+                           AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
+                           AND lower(first_name) ~>=~ lower($2) \
+                           AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
+                           AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4) \
+                         ORDER BY id LIMIT $5"
+                    ))
+                    .await?;
+                db.query(
+                    &statement,
+                    &[
+                        &search.second_name_prefix,
+                        &search.first_name_prefix,
+                        &search.second_name_pattern,
+                        &search.first_name_pattern,
+                        &SEARCH_RESULT_CAP,
+                    ],
+                )
+                .await?
+            }
         };
         Ok(rows.iter().map(UserRecord::from).collect())
     }
