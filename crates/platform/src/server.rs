@@ -138,7 +138,7 @@ async fn accept_loop(
     // Whatever already completed the handshake waits in the backlog: serve it rather than
     // resetting it when the listener closes.
     let mut swept = 0u32;
-    while let Some(Ok((stream, peer))) = futures_now(listener.accept()) {
+    while let Some(Ok((stream, peer))) = ready_now(listener.accept()) {
         handle(stream, peer, &router, limits, &connections, &close);
         swept += 1;
     }
@@ -151,7 +151,7 @@ async fn accept_loop(
 }
 
 /// Polls a future once: its output if it is ready now.
-fn futures_now<F: Future>(future: F) -> Option<F::Output> {
+fn ready_now<F: Future>(future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
     let waker = std::task::Waker::noop();
     match future.as_mut().poll(&mut Context::from_waker(waker)) {

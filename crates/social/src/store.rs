@@ -59,6 +59,13 @@ pub enum Ownership {
 
 const USER_COLUMNS: &str = "id, first_name, second_name, birthdate, biography, city";
 
+/// The surname prefix `$1` and the first-name prefix `$2` as byte-wise ranges (see
+/// `Store::search_users`).
+const BOTH_PREFIXES: &str = "lower(second_name) ~>=~ lower($1) \
+     AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
+     AND lower(first_name) ~>=~ lower($2) \
+     AND lower(first_name) ~<~ (lower($2) || chr(1114111))";
+
 /// How search results are ordered (see `SocialConfig::search_order`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SearchOrder {
@@ -173,11 +180,7 @@ impl Store {
             SearchOrder::Name => {
                 let statement = db
                     .prepare_cached(&format!(
-                        "SELECT {USER_COLUMNS} FROM users \
-                         WHERE lower(second_name) ~>=~ lower($1) \
-                           AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
-                           AND lower(first_name) ~>=~ lower($2) \
-                           AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
+                        "SELECT {USER_COLUMNS} FROM users WHERE {BOTH_PREFIXES} \
                          ORDER BY lower(second_name) USING ~<~, lower(first_name) USING ~<~ \
                          LIMIT $3"
                     ))
@@ -196,11 +199,7 @@ impl Store {
             SearchOrder::Id => {
                 let statement = db
                     .prepare_cached(&format!(
-                        "SELECT {USER_COLUMNS} FROM users \
-                         WHERE lower(second_name) ~>=~ lower($1) \
-                           AND lower(second_name) ~<~ (lower($1) || chr(1114111)) \
-                           AND lower(first_name) ~>=~ lower($2) \
-                           AND lower(first_name) ~<~ (lower($2) || chr(1114111)) \
+                        "SELECT {USER_COLUMNS} FROM users WHERE {BOTH_PREFIXES} \
                            AND lower(second_name) LIKE lower($3) AND lower(first_name) LIKE lower($4) \
                          ORDER BY id LIMIT $5"
                     ))
