@@ -197,6 +197,9 @@ async fn session(
     let mut sent = SentIds::new();
     let end = 'session: {
         if let Some(since) = since {
+            // The client has the `since` post. A broker that lost the ack of its delivery (a
+            // connection cut right after it) delivers it again: it must not reach this socket.
+            sent.replayed(since);
             // Live posts queue in the subscription meanwhile and are deduplicated after.
             match replay(&service, &mut sink, &mut sent, user, since, heartbeat).await {
                 Ok(()) => {}
