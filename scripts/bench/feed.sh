@@ -5,9 +5,10 @@
 # In database agora_bench on the dev PostgreSQL (a million seeded users, shared with the
 # user-search study; seeded here if missing) it measures, in one run:
 #   1. feed reads (cache hits) at 1/10/100/1000 clients, each as one of 2000 real users, beside
-#      the /health ceiling: first with every bearer token looked up in PostgreSQL (the session
-#      cache off, AGORA_SESSION_CACHE_TTL_MS=0: how it was before), then with the session cache
-#      (the default), with the CPU each process spent per request;
+#      the /health ceiling: first as before the hardening issue, with every bearer token looked
+#      up in PostgreSQL and every post body fetched from Redis (AGORA_SESSION_CACHE_TTL_MS=0,
+#      AGORA_POST_MEMORY_CACHE_BYTES=0), then with the session cache and the in-memory post
+#      bodies (the defaults), with the CPU each process spent per request;
 #   2. post-to-feed delay of ordinary posts (20/s) while the top celebrity (made to have a
 #      million followers) posts once: with the default threshold (the celebrity is merged at
 #      read time), then with the threshold raised so the celebrity is pushed to every follower's
@@ -95,11 +96,11 @@ warm() {
   "$BIN/agora-bench" run --target "http://$LISTEN" --ceiling "" --series "warm=@$WORK/scenario/reads.txt" \
     --concurrency 8 --warmup-secs 0 --duration-secs 5 --out "$WORK" --stem warm >/dev/null
 }
-start_platform "$RUN_ID-pull" AGORA_SESSION_CACHE_TTL_MS=0
+start_platform "$RUN_ID-pull" AGORA_SESSION_CACHE_TTL_MS=0 AGORA_POST_MEMORY_CACHE_BYTES=0
 note "warming 2000 readers' feeds"
 warm
-note "feed reads at $LEVELS clients, every token looked up in PostgreSQL (before)"
-measure reads-before --series "feed read, token checked in PostgreSQL (before)=@$WORK/scenario/reads.txt"
+note "feed reads at $LEVELS clients, every token looked up in PostgreSQL, every body in Redis (before)"
+measure reads-before --series "feed read, token checked in PostgreSQL, bodies from Redis (before)=@$WORK/scenario/reads.txt"
 stop_platform
 start_platform "$RUN_ID-pull"
 warm

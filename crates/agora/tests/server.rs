@@ -39,7 +39,7 @@ impl Server {
             )
             .env(
                 "AGORA_AMQP_URL",
-                env_or("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:56730/%2f"),
+                env_or("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:62672/%2f"),
             )
             .env("AGORA_AMQP_QUEUE_EXPIRES_SECS", "60")
             .env(

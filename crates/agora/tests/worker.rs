@@ -14,7 +14,7 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 fn amqp_url() -> String {
-    env_or("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:56730/%2f")
+    env_or("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:62672/%2f")
 }
 
 struct Worker {

@@ -13,7 +13,7 @@ pub struct AmqpConfig {
         id = "amqp_url",
         long = "amqp-url",
         env = "AGORA_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:56720/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:61672/%2f"
     )]
     pub url: String,
 

@@ -11,14 +11,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Args;
-use futures_util::StreamExt as _;
-
 use crate::cache::{CacheError, Redis};
+use crate::invalidation::{Forget, Invalidations};
+use clap::Args;
 
 /// Session cache and login limits; flags or `AGORA_*` variables.
 #[derive(Debug, Clone, Args)]
@@ -93,10 +91,8 @@ struct CacheInner {
     entries: Mutex<HashMap<TokenHash, CachedSession>>,
     ttl: Duration,
     capacity: usize,
-    /// Subscribed to revocations right now; without it the cache is not used.
-    listening: AtomicBool,
-    redis: Redis,
-    channel: String,
+    /// Revocations, announced by user id; without a subscription the cache is not used.
+    revocations: Invalidations,
 }
 
 impl SessionCache {
@@ -108,15 +104,13 @@ impl SessionCache {
                 entries: Mutex::default(),
                 ttl: Duration::from_millis(config.session_cache_ttl_ms),
                 capacity: config.session_cache_capacity.max(1),
-                listening: AtomicBool::new(false),
-                redis,
-                channel: format!("{key_prefix}sessions:revoked"),
+                revocations: Invalidations::new(redis, format!("{key_prefix}sessions:revoked")),
             }),
         }
     }
 
     fn enabled(&self) -> bool {
-        !self.inner.ttl.is_zero() && self.inner.listening.load(Ordering::Acquire)
+        !self.inner.ttl.is_zero() && self.inner.revocations.listening()
     }
 
     /// The user of a token checked recently, and how long the token stays valid.
@@ -136,13 +130,24 @@ impl SessionCache {
         hit
     }
 
-    /// Remembers a token the database just confirmed.
-    pub fn insert(&self, hash: TokenHash, user: i64, valid_for: Duration) {
+    /// The revocation generation to pass to [`SessionCache::insert`]: read it before asking
+    /// the database about a token.
+    pub fn generation(&self) -> u64 {
+        self.inner.revocations.generation()
+    }
+
+    /// Remembers a token the database confirmed, unless a revocation was heard since
+    /// `generation` was read (the answer may predate it).
+    pub fn insert(&self, hash: TokenHash, user: i64, valid_for: Duration, generation: u64) {
         if !self.enabled() {
             return;
         }
         let now = Instant::now();
         let mut entries = self.inner.entries.lock().expect("not poisoned");
+        // Checked under the lock that `forget` takes after bumping the generation.
+        if self.inner.revocations.generation() != generation {
+            return;
+        }
         if entries.len() >= self.inner.capacity {
             entries.retain(|_, entry| now < entry.trusted_until && now < entry.token_expires);
             if entries.len() >= self.inner.capacity {
@@ -160,83 +165,28 @@ impl SessionCache {
         );
     }
 
-    fn forget_user(&self, user: i64) {
-        self.inner
-            .entries
-            .lock()
-            .expect("not poisoned")
-            .retain(|_, entry| entry.user != user);
-    }
-
-    fn clear(&self) {
-        self.inner.entries.lock().expect("not poisoned").clear();
+    fn forget(&self, what: Forget) {
+        let mut entries = self.inner.entries.lock().expect("not poisoned");
+        match what {
+            Forget::Key(user) => entries.retain(|_, entry| entry.user != user),
+            Forget::All => entries.clear(),
+        }
     }
 
     /// Tells every instance (this one included) that some of `user`'s sessions were revoked.
     /// Call after the sessions are gone from the database.
     pub async fn revoked(&self, user: i64) {
-        self.forget_user(user);
-        let outcome = async {
-            let mut connection = self.inner.redis.connection().await?;
-            redis::cmd("PUBLISH")
-                .arg(&self.inner.channel)
-                .arg(user)
-                .query_async::<i64>(&mut connection)
-                .await
-                .map_err(CacheError::from)
-        }
-        .await;
-        if let Err(error) = outcome {
-            tracing::warn!(%error, user, "could not announce a session revocation; other instances drop it within the cache TTL");
-        }
+        self.forget(Forget::Key(user));
+        self.inner.revocations.announce(user).await;
     }
 
     /// Listens for revocations until `stop` turns true. Runs for the life of the server.
-    pub async fn listen(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn listen(self, stop: tokio::sync::watch::Receiver<bool>) {
         if self.inner.ttl.is_zero() {
             return;
         }
-        loop {
-            tokio::select! {
-                () = self.listen_once() => {}
-                _ = stop.wait_for(|stop| *stop) => return,
-            }
-            self.inner.listening.store(false, Ordering::Release);
-            self.clear();
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.wait_for(|stop| *stop) => return,
-            }
-        }
-    }
-
-    /// One subscription, until it breaks.
-    async fn listen_once(&self) {
-        let mut pubsub = match self.inner.redis.pubsub().await {
-            Ok(pubsub) => pubsub,
-            Err(error) => {
-                tracing::debug!(%error, "session revocations: cannot subscribe yet");
-                return;
-            }
-        };
-        if let Err(error) = pubsub.subscribe(&self.inner.channel).await {
-            tracing::warn!(%error, "session revocations: subscribe failed");
-            return;
-        }
-        // Whatever was cached before may have missed a revocation.
-        self.clear();
-        self.inner.listening.store(true, Ordering::Release);
-        tracing::debug!(channel = %self.inner.channel, "listening for session revocations");
-        let mut messages = pubsub.on_message();
-        while let Some(message) = messages.next().await {
-            match message.get_payload::<i64>() {
-                Ok(user) => self.forget_user(user),
-                Err(_) => self.clear(),
-            }
-        }
-        tracing::warn!(
-            "session revocations: subscription lost; asking the database until it is back"
-        );
+        let revocations = self.inner.revocations.clone();
+        revocations.listen(|what| self.forget(what), stop).await;
     }
 }
 

@@ -13,7 +13,7 @@ pub struct DatabaseConfig {
     #[arg(
         long = "database-url",
         env = "AGORA_DATABASE_URL",
-        default_value = "postgres://agora:agora@127.0.0.1:54320/agora"
+        default_value = "postgres://agora:agora@127.0.0.1:61432/agora"
     )]
     pub url: String,
 

@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod invalidation;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "test-support")]

@@ -230,13 +230,14 @@ impl SocialService {
         if let Some(hit) = self.sessions.get(&hash) {
             return Ok(hit);
         }
+        let generation = self.sessions.generation();
         let (user, valid_secs) = self
             .store
             .session_user(&hash)
             .await?
             .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
         let valid_for = Duration::from_secs_f64(valid_secs.max(0.0));
-        self.sessions.insert(hash, user, valid_for);
+        self.sessions.insert(hash, user, valid_for, generation);
         Ok((user, valid_for))
     }
 
@@ -301,11 +302,8 @@ impl SocialService {
 
     pub async fn delete_post(&self, author_id: i64, id: i64) -> Result<(), SocialError> {
         owned(self.store.delete_post(author_id, id).await?)?;
-        self.best_effort(
-            "tombstone post",
-            self.feed.cache().store_posts(&[(id, None)]),
-        )
-        .await;
+        self.best_effort("tombstone post", self.feed.cache().tombstone_post(id))
+            .await;
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ use agora_platform::cache::{CacheError, Redis};
 use redis::Script;
 
 use super::FeedConfig;
+use super::local::LocalPosts;
 
 /// Newest-first post ids with the "complete" flag, decoded from a feed-layout string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,21 +127,35 @@ pub struct FeedCache {
     pub capacity: usize,
     inactive_after: Duration,
     post_ttl: Duration,
+    /// Post bodies in this process's memory, in front of Redis's.
+    local: LocalPosts,
 }
 
 impl FeedCache {
     /// The cache a deployment's config describes (Redis is connected on first use).
     pub fn from_config(config: &FeedConfig) -> anyhow::Result<Self> {
-        Ok(Self::new(
-            Redis::new(&config.redis)?,
-            &config.key_prefix(),
-            config.capacity as usize,
-            config.inactive_after(),
-        ))
+        let redis = Redis::new(&config.redis)?;
+        let prefix = config.key_prefix();
+        Ok(Self {
+            local: LocalPosts::new(
+                redis.clone(),
+                &prefix,
+                config.post_memory_cache_bytes,
+                Duration::from_secs(config.post_memory_cache_ttl_secs),
+            ),
+            ..Self::new(
+                redis,
+                &prefix,
+                config.capacity as usize,
+                config.inactive_after(),
+            )
+        })
     }
 
+    /// A cache without post bodies in memory.
     pub fn new(redis: Redis, prefix: &str, capacity: usize, inactive_after: Duration) -> Self {
         Self {
+            local: LocalPosts::new(redis.clone(), prefix, 0, Duration::ZERO),
             redis,
             prefix: prefix.to_owned(),
             script: Script::new(include_str!("feed.lua")),
@@ -415,13 +430,40 @@ impl FeedCache {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let mut posts = self.local.get(ids);
+        let missing: Vec<usize> = (0..ids.len()).filter(|at| posts[*at].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(posts);
+        }
+        let generation = self.local.generation();
         let mut connection = self.redis.connection().await?;
-        let keys: Vec<String> = ids.iter().map(|id| self.post_key(*id)).collect();
+        let keys: Vec<String> = missing.iter().map(|at| self.post_key(ids[*at])).collect();
         let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(&keys)
             .query_async(&mut connection)
             .await?;
-        Ok(values.into_iter().map(decode_post).collect())
+        for (at, value) in missing.into_iter().zip(values) {
+            posts[at] = decode_post(value);
+        }
+        self.local.insert(
+            ids.iter()
+                .zip(&posts)
+                .filter_map(|(id, post)| Some((*id, post.clone()?))),
+            generation,
+        );
+        Ok(posts)
+    }
+
+    /// The bodies this process keeps in memory; its `listen` task must run for them to be used.
+    pub fn local_posts(&self) -> &LocalPosts {
+        &self.local
+    }
+
+    /// Marks a post deleted for every reader, in Redis and in every server's memory.
+    pub async fn tombstone_post(&self, post_id: i64) -> Result<(), CacheError> {
+        let stored = self.store_posts(&[(post_id, None)]).await;
+        self.local.changed(post_id).await;
+        stored
     }
 
     /// Caches bodies (`None` = deleted) in one round trip.
@@ -445,12 +487,17 @@ impl FeedCache {
 
     /// Forgets a cached body (the post changed): the next read loads it from the database.
     pub async fn forget_post(&self, post_id: i64) -> Result<(), CacheError> {
-        let mut connection = self.redis.connection().await?;
-        let _: () = redis::cmd("DEL")
-            .arg(self.post_key(post_id))
-            .query_async(&mut connection)
-            .await?;
-        Ok(())
+        let deleted = async {
+            let mut connection = self.redis.connection().await?;
+            redis::cmd("DEL")
+                .arg(self.post_key(post_id))
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(CacheError::from)
+        }
+        .await;
+        self.local.changed(post_id).await;
+        deleted
     }
 }
 

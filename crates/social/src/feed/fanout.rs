@@ -101,7 +101,7 @@ impl FanOut {
                 .await
             }
             FeedEventKind::PostDeleted => {
-                self.cache.store_posts(&[(subject, None)]).await?;
+                self.cache.tombstone_post(subject).await?;
                 self.cache.retract_author_post(actor, subject).await?;
                 self.on_task(&FanoutTask {
                     post_id: subject,

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod fanout;
+pub mod local;
 pub mod reader;
 pub mod worker;
 
@@ -58,6 +59,17 @@ pub struct FeedConfig {
     #[arg(long = "feed-fanout-batch", env = "AGORA_FEED_FANOUT_BATCH", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub fanout_batch: u32,
+
+    /// Bytes of post text each server keeps in memory in front of Redis (0: none). Edits and
+    /// deletions reach every server at once; see docs/feed.md.
+    #[arg(long = "post-memory-cache-bytes", env = "AGORA_POST_MEMORY_CACHE_BYTES",
+          default_value_t = 64 << 20)]
+    pub post_memory_cache_bytes: usize,
+
+    /// Seconds a post body stays in a server's memory, at most.
+    #[arg(long = "post-memory-cache-ttl-secs", env = "AGORA_POST_MEMORY_CACHE_TTL_SECS",
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub post_memory_cache_ttl_secs: u64,
 }
 
 impl FeedConfig {
@@ -69,6 +81,8 @@ impl FeedConfig {
             inactive_after_secs: 7 * 24 * 3600,
             celebrity_followers: 10_000,
             fanout_batch: 1000,
+            post_memory_cache_bytes: 64 << 20,
+            post_memory_cache_ttl_secs: 60,
         }
     }
 

@@ -92,6 +92,14 @@ pub async fn run(
     let service = SocialService::new(pool, &config)?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(service.sessions().clone().listen(stop.clone()));
+    tokio::spawn(
+        service
+            .feed()
+            .cache()
+            .local_posts()
+            .clone()
+            .listen(stop.clone()),
+    );
     let live = crate::live::consumer::spawn(
         config.live.clone(),
         config.feed.namespace.clone(),

@@ -143,6 +143,89 @@ async fn edits_and_deletions_show_in_cached_feeds() {
     assert_eq!(ids(&app.feed(&reader, 0, 10).await), vec![first]);
 }
 
+/// The feed text another instance shows for the reader's newest post.
+async fn newest_text_on(address: std::net::SocketAddr, token: &str) -> String {
+    let posts: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!("http://{address}/post/feed?offset=0&limit=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    posts
+        .first()
+        .map(|post| post["text"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn edits_and_deletions_reach_the_post_bodies_other_instances_keep_in_memory() {
+    let app = TestApp::spawn().await;
+    let other = app.spawn_instance().await;
+    let (_, reader) = app.user("Читатель", "Дальний").await;
+    let (alice, alice_token) = app.user("Алиса", "Правкина").await;
+    app.put(&format!("/friend/set/{alice}"), Some(&reader))
+        .await;
+    let post = app.post(&alice_token, "v0").await;
+    let post_id: i64 = post.parse().unwrap();
+    let sql = app.sql().await;
+    let mut redis = app.redis().await;
+    let redis_key = format!("{}:post:{post}", app.config.feed.namespace);
+    // Change the text behind the caches' back (no announcement) until the other instance
+    // shows an older one: it is then serving the body from its memory.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for version in 1.. {
+        let text = format!("v{version}");
+        sql.execute(
+            "UPDATE posts SET text = $1 WHERE id = $2",
+            &[&text, &post_id],
+        )
+        .await
+        .unwrap();
+        let _: () = redis::AsyncCommands::del(&mut redis, &redis_key)
+            .await
+            .unwrap();
+        if newest_text_on(other.address, &reader).await != text {
+            break;
+        }
+        // That read put the body back in Redis; the next one takes it into memory.
+        newest_text_on(other.address, &reader).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other instance never kept the body in memory"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let response = app
+        .put_json(
+            "/post/update",
+            json!({"id": post, "text": "edited through the API"}),
+            Some(&alice_token),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Entries live 60 s: only the announcement explains seeing the edit sooner.
+    crate::common::eventually("the edit on the other instance", || async {
+        (newest_text_on(other.address, &reader).await == "edited through the API").then_some(())
+    })
+    .await;
+
+    let response = app
+        .put(&format!("/post/delete/{post}"), Some(&alice_token))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    crate::common::eventually("the deletion on the other instance", || async {
+        newest_text_on(other.address, &reader)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn after_a_flush_every_feed_comes_back_identical() {
     let app = TestApp::spawn().await;

@@ -276,7 +276,7 @@ impl TestApp {
 /// The test stack's RabbitMQ (`./dev env test`).
 pub fn amqp_url() -> String {
     std::env::var("AGORA_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:56730/%2f".into())
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:62672/%2f".into())
 }
 
 pub fn test_amqp_config(amqp_url: &str) -> AmqpConfig {
