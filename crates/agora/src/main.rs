@@ -5,10 +5,10 @@ mod feed;
 mod migrate;
 mod scenario;
 mod seed;
+mod serve;
 
 use agora_platform::config::TelemetryConfig;
 use agora_platform::http;
-use agora_social::SocialConfig;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -16,6 +16,7 @@ use crate::feed::FeedCommand;
 use crate::migrate::MigrateArgs;
 use crate::scenario::ScenarioCommand;
 use crate::seed::SeedCommand;
+use crate::serve::ServeArgs;
 
 /// mimalloc instead of glibc's malloc: a feed read allocates and frees many small buffers, and
 /// glibc spent about a quarter of the server's CPU on them (perf, docs/benchmarks/feed.md); it
@@ -35,8 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the social network HTTP API (contract: shared/otus/openapi.json).
-    Serve(SocialConfig),
+    /// Serve the HTTP APIs of the services asked for (contract: shared/otus/openapi.json).
+    Serve(ServeArgs),
     /// Apply pending database migrations and exit. Safe to run concurrently.
     Migrate(MigrateArgs),
     /// Load data into the database.
@@ -64,11 +65,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(config) => {
-            let listener = http::bind(&config.http).await?;
-            tracing::info!(address = %listener.local_addr()?, "social network API listening");
-            agora_social::http::run(config, listener, http::shutdown_signal()).await
-        }
+        Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Seed(command) => seed::run(command).await,
         Command::Worker(config) => {
@@ -88,5 +85,23 @@ mod tests {
         // Flattened configs must not reuse an argument id (clap only checks in debug builds,
         // at the first parse, so a clash would otherwise surface as a crash on start).
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_runs_the_services_asked_for_and_refuses_unknown_ones() {
+        use clap::Parser;
+        let parse = |args: &[&str]| super::Cli::try_parse_from(args);
+        let Ok(super::Cli {
+            command: super::Command::Serve(args),
+            ..
+        }) = parse(&["agora", "serve"])
+        else {
+            panic!("`agora serve` parses");
+        };
+        assert_eq!(args.services, [crate::serve::ServiceName::Social]);
+        let error = parse(&["agora", "serve", "--services", "social,nonsense"])
+            .err()
+            .expect("an unknown service is refused");
+        assert!(error.to_string().contains("nonsense"), "{error}");
     }
 }

@@ -100,6 +100,34 @@ impl From<PoolError> for DbError {
     }
 }
 
+/// The contract's answer to a database failure: 503 with `Retry-After` when the database is
+/// away or a query ran out of time, 500 (logged) otherwise.
+impl From<DbError> for crate::error::ApiError {
+    fn from(error: DbError) -> Self {
+        use crate::error::{ApiError, ErrorCode};
+        match error {
+            DbError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::unavailable(
+                    ErrorCode::DatabaseUnavailable,
+                    "the database is unavailable; retry shortly",
+                )
+            }
+            DbError::TimedOut(cause) => {
+                tracing::warn!(error = %cause, "query cancelled by the statement timeout");
+                ApiError::unavailable(
+                    ErrorCode::Overloaded,
+                    "the request took too long in the database; retry shortly",
+                )
+            }
+            error => {
+                tracing::error!(error = %error, "database error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
 impl DbError {
     /// The violated constraint's name, when this is a unique or foreign key violation.
     pub fn violated_constraint(&self) -> Option<&str> {

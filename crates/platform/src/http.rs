@@ -396,6 +396,13 @@ impl OpsEndpoints {
         self
     }
 
+    /// Another service's checks and hooks beside these (checks answer under their own names).
+    pub fn merge(mut self, other: OpsEndpoints) -> Self {
+        self.checks.extend(other.checks);
+        self.scrape_hooks.extend(other.scrape_hooks);
+        self
+    }
+
     /// Runs `hook` before each scrape, to refresh gauges that are cheaper to read than to track.
     pub fn on_scrape(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
         self.scrape_hooks.push(Arc::new(hook));

@@ -51,6 +51,57 @@ pub fn parse(text: &str) -> Option<i64> {
     text.parse::<i64>().ok().filter(|id| *id > 0)
 }
 
+/// Typed ids: a user's id cannot be passed where a message's is expected. Each is rendered
+/// as the API spells ids (a decimal string) and parsed with [`parse`]'s rules.
+macro_rules! typed_id {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub i64);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidId;
+
+            fn from_str(text: &str) -> Result<Self, InvalidId> {
+                parse(text).map($name).ok_or(InvalidId)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+/// A text that is not an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an id is a positive decimal number without leading zeros")]
+pub struct InvalidId;
+
+typed_id!(
+    /// A user of the social network (and of every service that authenticates through it).
+    UserId,
+    /// A post.
+    PostId,
+    /// A private message in a dialog.
+    MessageId,
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +129,15 @@ mod tests {
             sequence: 0,
         });
         assert!(late > early);
+    }
+
+    #[test]
+    fn typed_ids_travel_as_decimal_strings() {
+        let id: UserId = serde_json::from_str("\"42\"").unwrap();
+        assert_eq!(id, UserId(42));
+        assert_eq!(serde_json::to_string(&MessageId(7)).unwrap(), "\"7\"");
+        assert!(serde_json::from_str::<PostId>("\"042\"").is_err());
+        assert_eq!("9".parse::<PostId>(), Ok(PostId(9)));
     }
 
     #[test]

@@ -14,7 +14,11 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod invalidation;
+pub mod outbox;
 pub mod server;
+pub mod service;
+pub mod session;
+pub mod supervise;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -4,6 +4,7 @@ use agora_platform::cache::CacheError;
 use agora_platform::credentials::HashingError;
 use agora_platform::db::DbError;
 use agora_platform::error::{ApiError, ErrorCode};
+use agora_platform::session::AuthError;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -48,6 +49,16 @@ impl From<deadpool_postgres::PoolError> for SocialError {
     }
 }
 
+impl From<AuthError> for SocialError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing => SocialError::Unauthorized("missing bearer token"),
+            AuthError::Invalid => SocialError::Unauthorized("invalid or expired token"),
+            AuthError::Database(error) => SocialError::Database(error),
+        }
+    }
+}
+
 impl From<ApiError> for SocialError {
     fn from(error: ApiError) -> Self {
         SocialError::InvalidInput(error.message)
@@ -71,24 +82,7 @@ impl IntoResponse for SocialError {
                 format!("too many failed logins; retry in {secs} s"),
                 secs,
             ),
-            SocialError::Database(DbError::Unavailable(cause)) => {
-                tracing::warn!(error = %cause, "database unavailable");
-                ApiError::unavailable(
-                    ErrorCode::DatabaseUnavailable,
-                    "the database is unavailable; retry shortly",
-                )
-            }
-            SocialError::Database(DbError::TimedOut(cause)) => {
-                tracing::warn!(error = %cause, "query cancelled by the statement timeout");
-                ApiError::unavailable(
-                    ErrorCode::Overloaded,
-                    "the request took too long in the database; retry shortly",
-                )
-            }
-            SocialError::Database(error) => {
-                tracing::error!(error = %error, "database error");
-                ApiError::internal()
-            }
+            SocialError::Database(error) => error.into(),
             SocialError::Hashing(HashingError::Overloaded) => {
                 tracing::warn!("password hashing queue is full");
                 ApiError::unavailable(

@@ -14,7 +14,6 @@ pub mod scenario;
 pub mod seed;
 pub mod service;
 mod store;
-mod supervise;
 
 pub use config::SocialConfig;
 pub use error::SocialError;

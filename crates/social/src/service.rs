@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use agora_platform::auth::{LoginLimiter, SessionCache};
 use agora_platform::cache::CacheError;
-use agora_platform::credentials::{PasswordHasher, issue_token, stored_token_hash};
+use agora_platform::credentials::PasswordHasher;
 use agora_platform::db::DbPool;
+use agora_platform::ids::UserId;
+use agora_platform::session::Sessions;
 
 use crate::config::SocialConfig;
 use crate::domain::{NameSearch, NewUser};
@@ -42,7 +44,7 @@ pub struct ServiceState {
     hasher: PasswordHasher,
     token_ttl: Duration,
     max_sessions_per_user: i64,
-    sessions: SessionCache,
+    sessions: Sessions,
     login_limiter: LoginLimiter,
     feed: FeedReader,
     live: LiveHub,
@@ -55,13 +57,16 @@ pub struct ServiceState {
 impl SocialService {
     /// Fails only on invalid configuration; Redis is connected on first use.
     pub fn new(pool: DbPool, config: &SocialConfig) -> anyhow::Result<Self> {
-        let store = Store::new(pool).with_search_order(config.search_order);
+        let store = Store::new(pool.clone()).with_search_order(config.search_order);
         let cache = FeedCache::from_config(&config.feed)?;
         let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
-        let sessions = SessionCache::new(
-            &config.auth,
-            cache.redis().clone(),
-            &config.feed.key_prefix(),
+        let sessions = Sessions::new(
+            pool.clone(),
+            SessionCache::new(
+                &config.auth,
+                cache.redis().clone(),
+                &config.feed.key_prefix(),
+            ),
         );
         let login_limiter = LoginLimiter::new(
             &config.auth,
@@ -155,8 +160,8 @@ impl SocialService {
         Ok(self.store.insert_user(&user, &hash).await?)
     }
 
-    /// Checked tokens of this instance; [`SessionCache::listen`] must run for it to be used.
-    pub fn sessions(&self) -> &SessionCache {
+    /// Sessions, shared with every service that authenticates the same tokens.
+    pub fn sessions(&self) -> &Sessions {
         &self.sessions
     }
 
@@ -182,40 +187,21 @@ impl SocialService {
             self.login_limiter.failed(user_id, client).await;
             return Err(SocialError::invalid("wrong password"));
         }
-        let token = issue_token();
-        let ended = self
-            .store
-            .create_session(
-                user_id,
-                &token.hash,
-                self.token_ttl,
-                self.max_sessions_per_user,
-            )
-            .await?;
-        if ended > 0 {
-            self.sessions.revoked(user_id).await;
-        }
-        Ok(token.token)
+        Ok(self
+            .sessions
+            .open(UserId(user_id), self.token_ttl, self.max_sessions_per_user)
+            .await?)
     }
 
     /// Ends the session of `token`.
     pub async fn logout(&self, token: &str) -> Result<(), SocialError> {
-        let hash = stored_token_hash(token)
-            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
-        let user = self
-            .store
-            .delete_session(&hash)
-            .await?
-            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
-        self.sessions.revoked(user).await;
+        self.sessions.close(token).await?;
         Ok(())
     }
 
     /// Ends every session of `user_id`, on every device.
     pub async fn logout_everywhere(&self, user_id: i64) -> Result<(), SocialError> {
-        self.store.delete_user_sessions(user_id).await?;
-        self.sessions.revoked(user_id).await;
-        Ok(())
+        Ok(self.sessions.close_all(UserId(user_id)).await?)
     }
 
     /// The user a bearer token belongs to.
@@ -225,20 +211,8 @@ impl SocialService {
 
     /// The user a bearer token belongs to, and how long the token stays valid.
     pub async fn authenticate_session(&self, token: &str) -> Result<(i64, Duration), SocialError> {
-        let hash = stored_token_hash(token)
-            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
-        if let Some(hit) = self.sessions.get(&hash) {
-            return Ok(hit);
-        }
-        let generation = self.sessions.generation();
-        let (user, valid_secs) = self
-            .store
-            .session_user(&hash)
-            .await?
-            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
-        let valid_for = Duration::from_secs_f64(valid_secs.max(0.0));
-        self.sessions.insert(hash, user, valid_for, generation);
-        Ok((user, valid_for))
+        let (user, valid_for) = self.sessions.authenticate(token).await?;
+        Ok((user.0, valid_for))
     }
 
     pub async fn user(&self, id: i64) -> Result<UserRecord, SocialError> {

@@ -1,7 +1,5 @@
 //! SQL, and nothing else. Statements are prepared once per connection (`prepare_cached`).
 
-use std::time::Duration;
-
 use agora_platform::db::{Connection, DbError, DbPool};
 use time::Date;
 use tokio_postgres::Row;
@@ -218,74 +216,6 @@ impl Store {
             }
         };
         Ok(rows.iter().map(UserRecord::from).collect())
-    }
-
-    /// Stores a new session and ends the user's oldest ones beyond `max_per_user`; returns how
-    /// many it ended (their tokens must be dropped from caches).
-    pub async fn create_session(
-        &self,
-        user_id: i64,
-        token_hash: &[u8],
-        ttl: Duration,
-        max_per_user: i64,
-    ) -> Result<u64, DbError> {
-        let db = self.pool.get().await?;
-        let ttl_secs = ttl.as_secs_f64();
-        // Expired sessions of this user go at the same time, so the table cannot grow without
-        // bound for users who log in often.
-        let statement = db
-            .prepare_cached(
-                "WITH expired AS (DELETE FROM sessions WHERE user_id = $1 AND expires_at <= now()) \
-                 INSERT INTO sessions (token_hash, user_id, expires_at) \
-                 VALUES ($2, $1, now() + make_interval(secs => $3))",
-            )
-            .await?;
-        db.execute(&statement, &[&user_id, &token_hash, &ttl_secs])
-            .await?;
-        let statement = db
-            .prepare_cached(
-                "DELETE FROM sessions WHERE user_id = $1 AND token_hash IN \
-                   (SELECT token_hash FROM sessions WHERE user_id = $1 \
-                    ORDER BY created_at DESC, token_hash OFFSET $2)",
-            )
-            .await?;
-        Ok(db.execute(&statement, &[&user_id, &max_per_user]).await?)
-    }
-
-    /// Ends one session; returns its user if it existed.
-    pub async fn delete_session(&self, token_hash: &[u8]) -> Result<Option<i64>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached("DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id")
-            .await?;
-        Ok(db
-            .query_opt(&statement, &[&token_hash])
-            .await?
-            .map(|row| row.get(0)))
-    }
-
-    /// Ends every session of a user; returns how many.
-    pub async fn delete_user_sessions(&self, user_id: i64) -> Result<u64, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached("DELETE FROM sessions WHERE user_id = $1")
-            .await?;
-        Ok(db.execute(&statement, &[&user_id]).await?)
-    }
-
-    /// The user of a live session and the seconds it stays valid.
-    pub async fn session_user(&self, token_hash: &[u8]) -> Result<Option<(i64, f64)>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "SELECT user_id, extract(epoch FROM expires_at - now())::float8 FROM sessions \
-                 WHERE token_hash = $1 AND expires_at > now()",
-            )
-            .await?;
-        Ok(db
-            .query_opt(&statement, &[&token_hash])
-            .await?
-            .map(|row| (row.get(0), row.get(1))))
     }
 
     /// Idempotent. `Ok(false)` when `friend_id` does not exist. A new friendship and its

@@ -17,22 +17,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_platform::amqp::{self, AmqpConfig};
+use agora_platform::amqp::{self, AmqpConfig, Delivery, Handled, Outgoing};
 use agora_platform::config::DatabaseConfig;
-use agora_platform::db::{self, DbPool};
+use agora_platform::db;
+use agora_platform::outbox::{self, Outbox, Relay};
 use anyhow::Context;
 use clap::Args;
-use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
-use serde::Serialize;
+use lapin::Channel;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, watch};
-use tokio_postgres::AsyncMessage;
+use tokio::sync::watch;
+use tokio_postgres::Row;
 
 use super::FeedConfig;
 use super::FeedEventKind;
@@ -40,7 +34,7 @@ use super::cache::FeedCache;
 use super::fanout::{FanOut, FanoutTask, FeedEvent};
 use crate::live::{LiveDelivery, Presence, instance_queue};
 use crate::store::Store;
-use crate::supervise::supervise;
+use agora_platform::supervise::supervise;
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
@@ -106,9 +100,24 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut tasks = tokio::task::JoinSet::new();
+    let outbox = Arc::new(FeedOutbox);
+    let relay_settings = Arc::new(Relay {
+        queue: Queues::of(&config.feed).events,
+        batch: config.relay_batch,
+        poll: Duration::from_millis(config.relay_poll_ms),
+    });
     tasks.spawn(supervise("relay", stop.clone(), {
         let (config, pool) = (config.clone(), pool.clone());
-        move |stop| relay(config.clone(), pool.clone(), stop)
+        move |stop| {
+            outbox::relay(
+                outbox.clone(),
+                relay_settings.clone(),
+                pool.clone(),
+                config.database.url.clone(),
+                config.amqp.clone(),
+                stop,
+            )
+        }
     }));
     for lane in [Lane::Events, Lane::Fanout] {
         tasks.spawn(supervise(lane.name(), stop.clone(), {
@@ -121,173 +130,53 @@ pub async fn run(
     Ok(())
 }
 
-async fn declare(channel: &Channel, config: &WorkerConfig, queue: &str) -> anyhow::Result<()> {
-    let mut arguments = FieldTable::default();
-    if config.amqp.queue_expires_secs > 0 {
-        arguments.insert(
-            "x-expires".into(),
-            AMQPValue::LongUInt((config.amqp.queue_expires_secs * 1000) as u32),
-        );
-    }
-    channel
-        .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
-        .await
-        .with_context(|| format!("declaring {queue}"))?;
-    Ok(())
-}
+/// `feed_outbox`, as the platform's relay reads it.
+struct FeedOutbox;
 
-/// Publishes persistent messages to `queue` and waits until the broker confirms them all.
-async fn publish_confirmed<T: Serialize>(
-    channel: &Channel,
-    queue: &str,
-    messages: &[T],
-) -> anyhow::Result<()> {
-    let mut confirms = Vec::with_capacity(messages.len());
-    for message in messages {
-        let payload = serde_json::to_vec(message)?;
-        confirms.push(
-            channel
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &payload,
-                    BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/json".into()),
-                )
-                .await?,
-        );
-    }
-    await_confirms(confirms, queue).await
-}
+impl Outbox for FeedOutbox {
+    type Message = FeedEvent;
 
-/// Sends live messages to their instances' queues. They are transient and not mandatory: a
-/// queue that is gone belongs to an instance that is gone, whose clients replay on reconnect.
-async fn publish_live(
-    channel: &Channel,
-    namespace: &str,
-    deliveries: &[LiveDelivery],
-) -> anyhow::Result<()> {
-    let mut confirms = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        let payload = serde_json::to_vec(&delivery.message)?;
-        let queue = instance_queue(namespace, &delivery.instance);
-        confirms.push(
-            channel
-                .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &payload,
-                    BasicProperties::default().with_content_type("application/json".into()),
-                )
-                .await?,
-        );
+    fn notify_channel(&self) -> &str {
+        "feed_outbox"
     }
-    metrics::counter!("live_messages_published_total").increment(deliveries.len() as u64);
-    await_confirms(confirms, "live queues").await
-}
 
-async fn await_confirms(confirms: Vec<lapin::PublisherConfirm>, queue: &str) -> anyhow::Result<()> {
-    for confirm in confirms {
-        let confirmation = confirm.await?;
-        if !confirmation.is_ack() {
-            anyhow::bail!("the broker refused a message for {queue}");
-        }
-        if confirmation.take_message().is_some() {
-            anyhow::bail!("no queue {queue} took the message");
-        }
+    fn select_batch(&self) -> &str {
+        "SELECT id, kind, actor_id, subject_id FROM feed_outbox ORDER BY id LIMIT $1 \
+         FOR UPDATE SKIP LOCKED"
     }
-    Ok(())
-}
 
-async fn relay(
-    config: Arc<WorkerConfig>,
-    pool: DbPool,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let queues = Queues::of(&config.feed);
-    let connection = amqp::connect(&config.amqp, "agora-relay").await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    declare(&channel, &config, &queues.events).await?;
-    let (_listener, wake) = listen(&config.database.url).await?;
-    loop {
-        let published = relay_batch(&pool, &channel, &queues.events, config.relay_batch).await?;
-        if published > 0 {
-            metrics::counter!("feed_outbox_published_total").increment(published as u64);
-            continue;
-        }
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(config.relay_poll_ms)) => {}
-            _ = stop.changed() => return Ok(()),
-        }
+    fn delete_batch(&self) -> &str {
+        "DELETE FROM feed_outbox WHERE id = ANY($1)"
     }
-}
 
-/// Publishes up to `limit` outbox rows and deletes them once confirmed, in one transaction:
-/// rows stay locked (SKIP LOCKED lets other relays take others) until the broker has them.
-async fn relay_batch(
-    pool: &DbPool,
-    channel: &Channel,
-    queue: &str,
-    limit: i64,
-) -> anyhow::Result<usize> {
-    let mut db = pool.get().await?;
-    let tx = db.transaction().await?;
-    let rows = tx
-        .query(
-            "SELECT id, kind, actor_id, subject_id FROM feed_outbox ORDER BY id LIMIT $1 \
-             FOR UPDATE SKIP LOCKED",
-            &[&limit],
-        )
-        .await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
+    fn message(&self, row: &Row) -> anyhow::Result<(i64, FeedEvent)> {
         let kind: &str = row.get(1);
-        events.push(FeedEvent {
+        let event = FeedEvent {
             outbox_id: row.get(0),
             kind: FeedEventKind::parse(kind)
                 .with_context(|| format!("unknown outbox kind {kind:?}"))?,
             actor_id: row.get(2),
             subject_id: row.get(3),
-        });
+        };
+        Ok((event.outbox_id, event))
     }
-    publish_confirmed(channel, queue, &events).await?;
-    let ids: Vec<i64> = events.iter().map(|event| event.outbox_id).collect();
-    tx.execute("DELETE FROM feed_outbox WHERE id = ANY($1)", &[&ids])
-        .await?;
-    tx.commit().await?;
-    Ok(events.len())
 }
 
-/// A dedicated connection that LISTENs for new outbox rows: the Notify fires on each. The
-/// client must be kept: dropping it closes the connection.
-async fn listen(url: &str) -> anyhow::Result<(tokio_postgres::Client, Arc<Notify>)> {
-    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    let wake = Arc::new(Notify::new());
-    let notifier = wake.clone();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(_) = message {
-                notifier.notify_one();
-            }
-        }
-        // The connection ended; the relay still polls every second.
-    });
-    client.batch_execute("LISTEN feed_outbox").await?;
-    Ok((client, wake))
+/// Sends live messages to their instances' queues. They are transient: a queue that is gone
+/// belongs to an instance that is gone, whose clients replay on reconnect.
+async fn publish_live(
+    channel: &Channel,
+    namespace: &str,
+    deliveries: &[LiveDelivery],
+) -> anyhow::Result<()> {
+    let mut outgoing = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let queue = instance_queue(namespace, &delivery.instance);
+        outgoing.push(Outgoing::json(queue, &delivery.message)?);
+    }
+    amqp::publish_all(channel, outgoing, Delivery::Transient).await?;
+    metrics::counter!("live_messages_published_total").increment(deliveries.len() as u64);
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -313,78 +202,47 @@ async fn consume(
     config: Arc<WorkerConfig>,
     fanout: FanOut,
     lane: Lane,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let queues = Queues::of(&config.feed);
     let connection = amqp::connect(&config.amqp, lane.name()).await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    declare(&channel, &config, &queues.events).await?;
-    declare(&channel, &config, &queues.fanout).await?;
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await?;
+    let channel = amqp::confirming_channel(&connection).await?;
+    amqp::declare_queue(&channel, &config.amqp, &queues.events).await?;
+    amqp::declare_queue(&channel, &config.amqp, &queues.fanout).await?;
     let queue = match lane {
         Lane::Events => &queues.events,
         Lane::Fanout => &queues.fanout,
     };
-    let mut deliveries = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    loop {
-        let delivery = tokio::select! {
-            delivery = deliveries.next() => delivery,
-            _ = stop.changed() => return Ok(()),
-        };
-        let Some(delivery) = delivery else {
-            anyhow::bail!("the broker closed the consumer");
-        };
-        let delivery = delivery?;
+    let (channel, config, queues, fanout) = (&channel, &config, &queues, &fanout);
+    amqp::consume(channel, queue, config.prefetch, stop, |data| async move {
         let outcome = match lane {
-            Lane::Events => match decode::<FeedEvent>(&delivery.data) {
-                Some(event) => Some(fanout.on_event(&event).await),
-                None => None,
+            Lane::Events => match decode::<FeedEvent>(&data) {
+                Some(event) => fanout.on_event(&event).await,
+                None => return Ok(Handled::Undecodable),
             },
-            Lane::Fanout => match decode::<FanoutTask>(&delivery.data) {
-                Some(task) => Some(fanout.on_task(&task).await),
-                None => None,
+            Lane::Fanout => match decode::<FanoutTask>(&data) {
+                Some(task) => fanout.on_task(&task).await,
+                None => return Ok(Handled::Undecodable),
             },
         };
         match outcome {
-            None => {
-                // Not ours to understand: retrying cannot help, so it is dropped, loudly.
-                tracing::error!(lane = lane.name(), "dropping an undecodable message");
-                delivery.ack(BasicAckOptions::default()).await?;
-            }
-            Some(Ok(outcome)) => {
-                // The live messages and the continuation are safely queued before this message
-                // is acknowledged.
+            Ok(outcome) => {
+                // The live messages and the continuation are safely queued before this
+                // message is acknowledged.
                 if !outcome.live.is_empty() {
-                    publish_live(&channel, &config.feed.namespace, &outcome.live).await?;
+                    publish_live(channel, &config.feed.namespace, &outcome.live).await?;
                 }
                 if let Some(next) = outcome.next {
-                    publish_confirmed(&channel, &queues.fanout, &[next]).await?;
+                    amqp::publish_confirmed(channel, &queues.fanout, &[next], Delivery::Durable)
+                        .await?;
                 }
-                delivery.ack(BasicAckOptions::default()).await?;
+                Ok(Handled::Done)
             }
-            Some(Err(error)) => {
-                tracing::warn!(lane = lane.name(), %error, "feed update failed; will retry");
+            Err(error) => {
                 metrics::counter!("feed_worker_retries_total", "lane" => lane.name()).increment(1);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    })
-                    .await?;
+                Ok(Handled::Retry(error.to_string()))
             }
         }
-    }
+    })
+    .await
 }

@@ -10,7 +10,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use agora_platform::db;
-use agora_platform::http::{OpsEndpoints, bearer_token, health_router, serve_service};
+use agora_platform::http::{OpsEndpoints, bearer_token};
+use agora_platform::service::Service;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -79,49 +80,48 @@ pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoin
         .route("/post/feed", get(posts::feed))
         .route("/post/feed/posted", get(live::posted))
         .with_state(service);
-    (api.merge(docs::router()).merge(health_router()), ops)
+    (api.merge(docs::router()), ops)
 }
 
-/// Serves the social network on `listener` until `shutdown` resolves.
+/// The social network as a service the platform serves: its routes, readiness checks, the
+/// session and post-change listeners, the live feed consumer, and closing live sockets on
+/// shutdown.
+pub fn service(config: &SocialConfig) -> anyhow::Result<Service> {
+    let pool = db::connect_pool(&config.database, "agora-social")?;
+    let service = SocialService::new(pool, config)?;
+    let sessions = service.sessions().cache().clone();
+    let local_posts = service.feed().cache().local_posts().clone();
+    let (live_stop_tx, live_stop) = tokio::sync::watch::channel(false);
+    let live = crate::live::consumer::spawn(
+        config.live.clone(),
+        config.feed.namespace.clone(),
+        service.live().clone(),
+        live_stop,
+    );
+    let presence_task = live.presence;
+    tracing::info!(instance = %service.live().instance(), "live feed instance");
+    let hub = service.live().clone();
+    let closing_hub = hub.clone();
+    let (api, ops) = app(service, live.status);
+    Ok(Service::new("social", api, ops)
+        .background(move |stop| sessions.listen(stop))
+        .background(move |stop| local_posts.listen(stop))
+        .on_shutdown(move || {
+            // Upgraded sockets are not connections graceful shutdown waits for: close them.
+            closing_hub.close_all();
+            let _ = live_stop_tx.send(true);
+        })
+        .after_serve(move |grace| async move { drain_live(&hub, presence_task, grace).await }))
+}
+
+/// Serves the social network alone on `listener` until `shutdown` resolves.
 pub async fn run(
     config: SocialConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = db::connect_pool(&config.database, "agora-social")?;
-    let service = SocialService::new(pool, &config)?;
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(service.sessions().clone().listen(stop.clone()));
-    tokio::spawn(
-        service
-            .feed()
-            .cache()
-            .local_posts()
-            .clone()
-            .listen(stop.clone()),
-    );
-    let live = crate::live::consumer::spawn(
-        config.live.clone(),
-        config.feed.namespace.clone(),
-        service.live().clone(),
-        stop,
-    );
-    let presence_task = live.presence;
-    let live = live.status;
-    tracing::info!(instance = %service.live().instance(), "live feed instance");
-    let hub = service.live().clone();
-    let (api, ops) = app(service, live);
-    let grace = std::time::Duration::from_secs(config.http.shutdown_grace_secs);
-    let closing_hub = hub.clone();
-    let shutdown = async move {
-        shutdown.await;
-        // Upgraded sockets are not connections graceful shutdown waits for: close them.
-        closing_hub.close_all();
-        let _ = stop_tx.send(true);
-    };
-    serve_service(listener, api, ops, &config.http, shutdown).await?;
-    drain_live(&hub, presence_task, grace).await;
-    Ok(())
+    let social = service(&config)?;
+    agora_platform::service::run(vec![social], listener, &config.http, shutdown).await
 }
 
 /// Upgraded sockets outlive `serve`: gives their sessions up to 5 s (within the grace period)

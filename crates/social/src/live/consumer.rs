@@ -5,17 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use agora_platform::amqp;
+use agora_platform::amqp::{self, Handled};
 use anyhow::Context;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable};
 use tokio::sync::watch;
 
 use super::hub::{LiveHub, LivePost, PresenceCommand};
 use super::presence::{Change, REFRESH_EVERY};
 use super::{LiveConfig, LiveMessage, instance_queue};
-use crate::supervise::supervise;
+use agora_platform::supervise::supervise;
 
 /// An instance queue nobody consumes is deleted after this long: instance ids are fresh per
 /// start, so a stopped instance's queue would otherwise stay forever.
@@ -167,7 +166,7 @@ async fn consume(
     queue: Arc<String>,
     hub: LiveHub,
     status: Arc<LiveStatus>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let connection = amqp::connect(&config.amqp, "agora-live").await?;
     let channel = connection.create_channel().await?;
@@ -197,15 +196,6 @@ async fn consume(
         )
         .await
         .with_context(|| format!("declaring {queue}"))?;
-    channel.basic_qos(256, BasicQosOptions::default()).await?;
-    let mut deliveries = channel
-        .basic_consume(
-            queue.as_str().into(),
-            ShortString::from(format!("agora-live-{}", hub.instance())),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
     status.consuming.store(true, Ordering::Relaxed);
     let _consuming = Consuming(&status);
     if status.consumed_before.swap(true, Ordering::Relaxed) {
@@ -214,27 +204,19 @@ async fn consume(
         hub.interrupt_all();
     }
     tracing::info!(%queue, "consuming live feed messages");
-    loop {
-        let delivery = tokio::select! {
-            delivery = deliveries.next() => delivery,
-            _ = stop.changed() => return Ok(()),
+    let hub = &hub;
+    amqp::consume(&channel, &queue, 256, stop, |data| async move {
+        let Ok(message) = serde_json::from_slice::<LiveMessage>(&data) else {
+            return Ok(Handled::Undecodable);
         };
-        let Some(delivery) = delivery else {
-            anyhow::bail!("the broker closed the live consumer");
-        };
-        let delivery = delivery?;
-        match serde_json::from_slice::<LiveMessage>(&delivery.data) {
-            Ok(message) => {
-                let post = Arc::new(LivePost {
-                    id: message.post_id,
-                    author_id: message.author_id,
-                    text: message.text,
-                });
-                hub.deliver(post, &message.recipients);
-                metrics::counter!("live_messages_received_total").increment(1);
-            }
-            Err(error) => tracing::error!(%error, "dropping an undecodable live message"),
-        }
-        delivery.ack(BasicAckOptions::default()).await?;
-    }
+        let post = Arc::new(LivePost {
+            id: message.post_id,
+            author_id: message.author_id,
+            text: message.text,
+        });
+        hub.deliver(post, &message.recipients);
+        metrics::counter!("live_messages_received_total").increment(1);
+        Ok(Handled::Done)
+    })
+    .await
 }

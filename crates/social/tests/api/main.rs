@@ -7,6 +7,7 @@ mod friends;
 mod hardening;
 mod live;
 mod ops;
+mod platform;
 mod posts;
 mod seed;
 mod users;

@@ -1,10 +1,10 @@
-//! Long-running background parts (the worker's relay and lanes, a server's live consumer) that
+//! Long-running background parts (a worker's relay and lanes, a server's queue consumers) that
 //! must outlive every outage of what they talk to.
 
 use std::future::Future;
 use std::time::Duration;
 
-use agora_platform::amqp::Backoff;
+use crate::amqp::Backoff;
 use tokio::sync::watch;
 
 /// Reruns `part` after any failure, with backoff, until shutdown.
