@@ -53,11 +53,11 @@ psql_bin() {
   printf '%s\n' "$p"
 }
 
-fresh_database() {
-  PGOPTIONS='-c client_min_messages=warning' "$(psql_bin)" "$ADMIN_URL" -X -q -v ON_ERROR_STOP=1 \
+fresh_database() { # admin-url
+  PGOPTIONS='-c client_min_messages=warning' "$(psql_bin)" "$1" -X -q -v ON_ERROR_STOP=1 \
     -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" \
     -c "CREATE DATABASE $DB_NAME" >/dev/null ||
-    die "could not recreate database $DB_NAME via $ADMIN_URL (is the test stack up? ./dev stack up test)"
+    die "could not recreate database $DB_NAME via $1 (is the test stack up? ./dev stack up test)"
 }
 
 free_port() {
@@ -160,7 +160,16 @@ main() {
   mkdir -p "$OUT"
   : >"$SERVER_LOG"
 
-  fresh_database
+  fresh_database "$ADMIN_URL"
+  # Dialogs on two of the test stack's shard servers.
+  local shard_admin i=0
+  export AGORA_DIALOG_SHARDS=""
+  IFS=, read -ra shard_admins <<<"${AGORA_TEST_SHARD_URLS:?}"
+  for shard_admin in "${shard_admins[@]:0:2}"; do
+    i=$((i + 1))
+    fresh_database "$shard_admin"
+    AGORA_DIALOG_SHARDS+="${AGORA_DIALOG_SHARDS:+,}shard$i=${shard_admin%/*}/$DB_NAME"
+  done
   PORT="$(free_port)"
   BASE="http://127.0.0.1:$PORT"
   start_server

@@ -7,6 +7,8 @@ PSQL="$AGORA_PG_BIN/psql"
 DB=agora_bench
 ADMIN_URL="postgres://agora:agora@127.0.0.1:$AGORA_PG_PORT/postgres"
 export AGORA_DATABASE_URL="postgres://agora:agora@127.0.0.1:$AGORA_PG_PORT/$DB"
+# These studies measure the social network; the dialogs study sets its own services.
+export AGORA_SERVICES=${AGORA_SERVICES:-social}
 
 note() { printf 'bench: %s\n' "$*"; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }

@@ -1,6 +1,7 @@
 //! `agora`: one binary for every agora role. This file only parses the command line and
 //! dispatches; each command lives in a module of its own.
 
+mod dialogs;
 mod feed;
 mod migrate;
 mod scenario;
@@ -12,6 +13,7 @@ use agora_platform::http;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::dialogs::DialogsCommand;
 use crate::feed::FeedCommand;
 use crate::migrate::MigrateArgs;
 use crate::scenario::ScenarioCommand;
@@ -48,6 +50,9 @@ enum Command {
     /// Feed maintenance.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// Dialogs maintenance: resharding.
+    #[command(subcommand)]
+    Dialogs(DialogsCommand),
     /// Write request paths for agora-bench, drawn from the rows in the database.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
@@ -72,6 +77,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             agora_social::feed::worker::run(config, http::shutdown_signal()).await
         }
         Command::Feed(command) => feed::run(command).await,
+        Command::Dialogs(command) => dialogs::run(command).await,
         Command::Scenario(command) => scenario::run(command).await,
     }
 }
@@ -98,7 +104,13 @@ mod tests {
         else {
             panic!("`agora serve` parses");
         };
-        assert_eq!(args.services, [crate::serve::ServiceName::Social]);
+        assert_eq!(
+            args.services,
+            [
+                crate::serve::ServiceName::Social,
+                crate::serve::ServiceName::Dialogs
+            ]
+        );
         let error = parse(&["agora", "serve", "--services", "social,nonsense"])
             .err()
             .expect("an unknown service is refused");

@@ -1,5 +1,6 @@
-//! `agora migrate`.
+//! `agora migrate`: every service's schema, and the dialogs' shard servers and map.
 
+use agora_dialogs::DialogsConfig;
 use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
 
@@ -7,10 +8,14 @@ use agora_platform::db;
 pub struct MigrateArgs {
     #[command(flatten)]
     database: DatabaseConfig,
+
+    #[command(flatten)]
+    dialogs: DialogsConfig,
 }
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
-    let applied = db::run_migrations(&args.database.url, agora_social::migrations()).await?;
+    let mut applied = db::run_migrations(&args.database.url, agora_social::migrations()).await?;
+    applied.extend(agora_dialogs::migrate(&args.dialogs, &args.database.url).await?);
     if applied.is_empty() {
         println!("migrations: schema is up to date");
     } else {

@@ -1,5 +1,6 @@
 //! `agora serve`: runs the services asked for in one process, on one listener.
 
+use agora_dialogs::DialogsConfig;
 use agora_platform::http;
 use agora_social::SocialConfig;
 use clap::{Args, ValueEnum};
@@ -9,17 +10,24 @@ use clap::{Args, ValueEnum};
 pub enum ServiceName {
     /// The social network: users, friends, posts, feeds, the live feed.
     Social,
+    /// Private dialogs, sharded over PostgreSQL servers (docs/dialogs.md).
+    Dialogs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Services this process runs, comma-separated; all of them by default.
     #[arg(long = "services", env = "AGORA_SERVICES", value_enum, value_delimiter = ',',
-          default_values_t = [ServiceName::Social])]
+          default_values_t = [ServiceName::Social, ServiceName::Dialogs])]
     pub services: Vec<ServiceName>,
 
+    /// The social network's settings, and those every service shares (database, Redis,
+    /// namespace, HTTP, sessions).
     #[command(flatten)]
     pub social: SocialConfig,
+
+    #[command(flatten)]
+    pub dialogs: DialogsConfig,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -29,6 +37,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for name in dedup(&args.services) {
         services.push(match name {
             ServiceName::Social => agora_social::http::service(&args.social)?,
+            ServiceName::Dialogs => {
+                agora_dialogs::service(&args.dialogs, shared(&args.social)).await?
+            }
         });
     }
     agora_platform::service::run(
@@ -38,6 +49,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         http::shutdown_signal(),
     )
     .await
+}
+
+/// What the dialogs service shares with the social network's settings.
+pub fn shared(social: &SocialConfig) -> agora_dialogs::Shared<'_> {
+    agora_dialogs::Shared {
+        database: &social.database,
+        redis: &social.feed.redis,
+        key_prefix: social.feed.key_prefix(),
+        auth: &social.auth,
+    }
 }
 
 fn dedup(names: &[ServiceName]) -> Vec<ServiceName> {

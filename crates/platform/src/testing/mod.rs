@@ -4,6 +4,8 @@
 //! The template is built once per migration set (its name carries their checksums) and reused
 //! by later runs, so a test pays only for `CREATE DATABASE ... TEMPLATE`, a file copy.
 
+pub mod proxy;
+
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -11,6 +13,18 @@ use tokio_postgres::{Client, NoTls};
 
 /// Where the admin connection of the test stack is; `./dev test` sets it.
 pub const ADMIN_URL_VAR: &str = "AGORA_TEST_DATABASE_URL";
+
+/// The test stack's shard servers' maintenance databases; `./dev test` sets it.
+pub const SHARD_URLS_VAR: &str = "AGORA_TEST_SHARD_URLS";
+
+/// The maintenance database of each shard server of the test stack (at least three).
+pub fn shard_admin_urls() -> Vec<String> {
+    std::env::var(SHARD_URLS_VAR)
+        .unwrap_or_else(|_| panic!("{SHARD_URLS_VAR} is not set: dialogs tests need the test stack's shard servers; run them with ./dev test"))
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
 
 pub struct TestDatabase {
     pub url: String,
@@ -48,6 +62,17 @@ impl TestDatabase {
     pub async fn create(service: &str, migrations: impl Fn() -> refinery::Runner) -> Self {
         let admin_url = std::env::var(ADMIN_URL_VAR)
             .unwrap_or_else(|_| panic!("{ADMIN_URL_VAR} is not set: integration tests need the test stack; run them with ./dev test"));
+        Self::create_on(&admin_url, service, migrations).await
+    }
+
+    /// A fresh database on another server of the test stack (a dialogs shard server, see
+    /// [`shard_admin_urls`]), reached through its maintenance database `admin_url`.
+    pub async fn create_on(
+        admin_url: &str,
+        service: &str,
+        migrations: impl Fn() -> refinery::Runner,
+    ) -> Self {
+        let admin_url = admin_url.to_owned();
         let template = ensure_template(&admin_url, service, &migrations).await;
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub mod proxy;
+pub use agora_platform::testing::proxy;
 
 use std::net::SocketAddr;
 

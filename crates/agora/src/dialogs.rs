@@ -1,0 +1,98 @@
+//! `agora dialogs`: operating the dialogs' shards.
+
+use agora_dialogs::config::ShardServer;
+use agora_dialogs::reshard;
+use agora_dialogs::shards::{LogicalShard, map_channel};
+use agora_platform::cache::{Redis, RedisConfig};
+use agora_platform::config::DatabaseConfig;
+use agora_platform::invalidation::Invalidations;
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub enum DialogsCommand {
+    /// Moves logical shards onto a shard server (added if new) while messages keep coming:
+    /// copy, catch up, freeze, last pass, switch the map, clean up (docs/dialogs.md). Running
+    /// it again finishes a move that failed part-way.
+    Reshard(ReshardArgs),
+}
+
+#[derive(Args)]
+pub struct ReshardArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+
+    #[command(flatten)]
+    redis: RedisConfig,
+
+    /// The deployment's namespace: where running instances hear that the map changed.
+    #[arg(long = "namespace", env = "AGORA_NAMESPACE", default_value = "agora")]
+    namespace: String,
+
+    /// The server to move shards onto: `name=postgres://…`.
+    #[arg(long = "to")]
+    to: ShardServer,
+
+    /// Move this many logical shards, taken from the servers that hold the most.
+    #[arg(
+        long = "count",
+        conflicts_with = "shards",
+        required_unless_present = "shards"
+    )]
+    count: Option<usize>,
+
+    /// Move exactly these logical shards (comma-separated).
+    #[arg(long = "shards", value_delimiter = ',')]
+    shards: Vec<i32>,
+}
+
+pub async fn run(command: DialogsCommand) -> anyhow::Result<()> {
+    match command {
+        DialogsCommand::Reshard(args) => reshard_command(args).await,
+    }
+}
+
+async fn reshard_command(args: ReshardArgs) -> anyhow::Result<()> {
+    let shards = match args.count {
+        Some(count) => reshard::choose_shards(&args.database.url, &args.to.name, count).await?,
+        None => args.shards.iter().copied().map(LogicalShard).collect(),
+    };
+    let changes = Invalidations::new(
+        Redis::new(&args.redis)?,
+        map_channel(&format!("{}:", args.namespace)),
+    );
+    println!(
+        "reshard: moving {} logical shards to {}",
+        shards.len(),
+        args.to.name
+    );
+    let reports = reshard::move_shards(
+        &args.database.url,
+        &args.to,
+        &shards,
+        || changes.announce(0),
+        |report| {
+            println!(
+                "reshard: shard {:>4} {} -> {}: {} messages, {} dialogs, senders paused {:.1} ms, {:.2} s in all",
+                report.shard.0,
+                report.from,
+                report.to,
+                report.messages,
+                report.dialogs,
+                report.frozen.as_secs_f64() * 1e3,
+                report.took.as_secs_f64()
+            );
+        },
+    )
+    .await?;
+    let longest = reports
+        .iter()
+        .map(|report| report.frozen)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "reshard: done, {} shards moved; longest pause {:.1} ms",
+        reports.len(),
+        longest.as_secs_f64() * 1e3
+    );
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! agora dialogs: private messages between two users, sharded over PostgreSQL servers.
+//!
+//! A dialog is the unordered pair of its users; it hashes to one of a fixed number of logical
+//! shards, and a shard map (in the main database) says which PostgreSQL server holds each
+//! logical shard. Resharding moves logical shards between servers while messages keep coming
+//! (`reshard`). See docs/dialogs.md.
+//!
+//! Layers: `http` (thin handlers) calls [`service::Dialogs`] (rules, routing), which reads and
+//! writes a shard through `store` (SQL only) on the server [`shards::Shards`] names.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod reshard;
+pub mod service;
+pub mod shards;
+mod store;
+
+pub use config::DialogsConfig;
+pub use error::DialogsError;
+
+mod control {
+    refinery::embed_migrations!("migrations/control");
+}
+
+mod shard {
+    refinery::embed_migrations!("migrations/shard");
+}
+
+/// The shard map's tables, applied to the main database (beside the social network's own,
+/// under a history table of their own).
+pub fn control_migrations() -> refinery::Runner {
+    let mut runner = control::migrations::runner();
+    runner.set_migration_table_name("dialogs_schema_history");
+    runner
+}
+
+/// The schema of every shard server.
+pub fn shard_migrations() -> refinery::Runner {
+    let mut runner = shard::migrations::runner();
+    runner.set_migration_table_name("dialogs_shard_schema_history");
+    runner
+}
+
+use agora_platform::auth::{AuthConfig, SessionCache};
+use agora_platform::cache::{Redis, RedisConfig};
+use agora_platform::config::DatabaseConfig;
+use agora_platform::db;
+use agora_platform::session::Sessions;
+
+/// What dialogs shares with the other services of a deployment.
+pub struct Shared<'a> {
+    /// The main database: sessions, users, the shard map.
+    pub database: &'a DatabaseConfig,
+    pub redis: &'a RedisConfig,
+    /// Prefix of this deployment's Redis keys and channels.
+    pub key_prefix: String,
+    pub auth: &'a AuthConfig,
+}
+
+/// Dialogs as a service of the platform. Fails only on invalid configuration or an empty shard
+/// map; servers that are down are retried by each request.
+pub async fn service(
+    config: &DialogsConfig,
+    shared: Shared<'_>,
+) -> anyhow::Result<agora_platform::service::Service> {
+    let main = db::connect_pool(shared.database, "agora-dialogs")?;
+    let redis = Redis::new(shared.redis)?;
+    let sessions = Sessions::new(
+        main.clone(),
+        SessionCache::new(shared.auth, redis.clone(), &shared.key_prefix),
+    );
+    let shards = shards::Shards::connect(
+        main.clone(),
+        shared.database,
+        redis,
+        &shared.key_prefix,
+        config,
+    )
+    .await?;
+    let dialogs = service::Dialogs::new(shards, main, sessions, config);
+    Ok(http::service(dialogs))
+}
+
+/// Applies the shard map's migrations to the main database and, when the map is empty, fills it
+/// from `config.shards` (logical shards round-robin over the servers); then applies the shard
+/// schema to every server of the map and of the config. Safe to run again.
+pub async fn migrate(config: &DialogsConfig, database_url: &str) -> anyhow::Result<Vec<String>> {
+    let mut applied = db::run_migrations(database_url, control_migrations()).await?;
+    for server in &config.shards {
+        for migration in db::run_migrations(&server.url, shard_migrations()).await? {
+            applied.push(format!("{} on {}", migration, server.name));
+        }
+    }
+    if reshard::fill_empty_map(database_url, config).await? {
+        applied.push(format!(
+            "dialog shard map: {} logical shards over {}",
+            config.logical_shards,
+            config
+                .shards
+                .iter()
+                .map(|server| server.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(applied)
+}

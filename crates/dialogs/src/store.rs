@@ -1,0 +1,197 @@
+//! SQL on one shard server. Every write passes the server's gate for its logical shard: a
+//! write to a server that does not (or no longer) hold the shard changes nothing and says so.
+
+use agora_platform::db::{DbError, DbPool};
+use agora_platform::ids::{MessageId, UserId};
+
+use crate::shards::{DialogKey, LogicalShard};
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub from: UserId,
+    pub text: String,
+}
+
+/// A dialog as its summary row has it.
+#[derive(Debug, Clone)]
+pub struct DialogSummary {
+    pub key: DialogKey,
+    pub last_message: Message,
+    /// What each side has read up to.
+    pub low_read_upto: i64,
+    pub high_read_upto: i64,
+}
+
+/// Whether the server holds the logical shard open for writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Closed or absent: the shard is being moved away, or lives elsewhere.
+    Closed,
+}
+
+/// Stores a message and updates the dialog's summary in one statement; `None` when the gate
+/// is closed (nothing was written). The gate row is locked `FOR SHARE` until the statement
+/// commits, so closing the gate waits for every write in flight.
+pub async fn send(
+    pool: &DbPool,
+    shard: LogicalShard,
+    key: DialogKey,
+    from: UserId,
+    text: &str,
+) -> Result<Option<MessageId>, DbError> {
+    let db = pool.get().await?;
+    let statement = db
+        .prepare_cached(
+            "WITH gate AS ( \
+                 SELECT logical_shard FROM shard_gates WHERE logical_shard = $1 AND open FOR SHARE \
+             ), message AS ( \
+                 INSERT INTO messages (dialog_low, dialog_high, id, logical_shard, sender, text) \
+                 SELECT $2, $3, next_id($1), $1, $4, $5 FROM gate \
+                 RETURNING id \
+             ), summary AS ( \
+                 INSERT INTO dialogs (dialog_low, dialog_high, logical_shard, last_message_id) \
+                 SELECT $2, $3, $1, id FROM message \
+                 ON CONFLICT (dialog_low, dialog_high) DO UPDATE \
+                 SET last_message_id = GREATEST(dialogs.last_message_id, EXCLUDED.last_message_id), \
+                     touched_at = clock_timestamp() \
+             ) \
+             SELECT id FROM message",
+        )
+        .await?;
+    let row = db
+        .query_opt(
+            &statement,
+            &[&shard.0, &key.low.0, &key.high.0, &from.0, &text],
+        )
+        .await?;
+    Ok(row.map(|row| MessageId(row.get(0))))
+}
+
+/// Up to `limit` messages of a dialog older than `before`, newest first, and the gate as it
+/// was when they were read.
+pub async fn messages(
+    pool: &DbPool,
+    shard: LogicalShard,
+    key: DialogKey,
+    before: Option<MessageId>,
+    limit: i64,
+) -> Result<(Gate, Vec<Message>), DbError> {
+    let db = pool.get().await?;
+    let statement = db
+        .prepare_cached(
+            "SELECT gate.open, m.id, m.sender, m.text \
+             FROM (SELECT coalesce((SELECT open FROM shard_gates WHERE logical_shard = $1), false) \
+                   AS open) AS gate \
+             LEFT JOIN LATERAL ( \
+                 SELECT id, sender, text FROM messages \
+                 WHERE dialog_low = $2 AND dialog_high = $3 AND id < $4 \
+                 ORDER BY id DESC LIMIT $5 \
+             ) AS m ON true",
+        )
+        .await?;
+    let before = before.map_or(i64::MAX, |id| id.0);
+    let rows = db
+        .query(
+            &statement,
+            &[&shard.0, &key.low.0, &key.high.0, &before, &limit],
+        )
+        .await?;
+    let gate = match rows.first().map(|row| row.get::<_, bool>(0)) {
+        Some(true) => Gate::Open,
+        _ => Gate::Closed,
+    };
+    let messages = rows
+        .iter()
+        .filter_map(|row| {
+            Some(Message {
+                id: MessageId(row.get::<_, Option<i64>>(1)?),
+                from: UserId(row.get(2)),
+                text: row.get(3),
+            })
+        })
+        .collect();
+    Ok((gate, messages))
+}
+
+/// The dialogs of `user` on this server, most recent first, with their last message.
+pub async fn dialogs_of(
+    pool: &DbPool,
+    user: UserId,
+    limit: i64,
+) -> Result<Vec<DialogSummary>, DbError> {
+    let db = pool.get().await?;
+    // Only rows of shards this server holds open or frozen for a move count; after a move the
+    // old server's copies are deleted, and until then its gate is closed: skipped here, the
+    // new server answers for them.
+    let statement = db
+        .prepare_cached(
+            "SELECT d.dialog_low, d.dialog_high, d.low_read_upto, d.high_read_upto, \
+                    m.id, m.sender, m.text \
+             FROM ( \
+                 (SELECT * FROM dialogs WHERE dialog_low = $1 \
+                  ORDER BY last_message_id DESC LIMIT $2) \
+                 UNION ALL \
+                 (SELECT * FROM dialogs WHERE dialog_high = $1 \
+                  ORDER BY last_message_id DESC LIMIT $2) \
+             ) AS d \
+             JOIN shard_gates g ON g.logical_shard = d.logical_shard AND g.open \
+             JOIN messages m ON m.dialog_low = d.dialog_low AND m.dialog_high = d.dialog_high \
+                            AND m.id = d.last_message_id \
+             ORDER BY d.last_message_id DESC LIMIT $2",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&user.0, &limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| DialogSummary {
+            key: DialogKey {
+                low: UserId(row.get(0)),
+                high: UserId(row.get(1)),
+            },
+            low_read_upto: row.get(2),
+            high_read_upto: row.get(3),
+            last_message: Message {
+                id: MessageId(row.get(4)),
+                from: UserId(row.get(5)),
+                text: row.get(6),
+            },
+        })
+        .collect())
+}
+
+/// Records that `reader` has read the dialog up to `upto`; `false` when the gate is closed.
+pub async fn mark_read(
+    pool: &DbPool,
+    shard: LogicalShard,
+    key: DialogKey,
+    reader: UserId,
+    upto: MessageId,
+) -> Result<bool, DbError> {
+    let db = pool.get().await?;
+    let statement = db
+        .prepare_cached(
+            "WITH gate AS ( \
+                 SELECT 1 FROM shard_gates WHERE logical_shard = $1 AND open FOR SHARE \
+             ) \
+             UPDATE dialogs SET \
+                 low_read_upto = CASE WHEN $4 = dialog_low \
+                     THEN GREATEST(low_read_upto, $5) ELSE low_read_upto END, \
+                 high_read_upto = CASE WHEN $4 = dialog_high \
+                     THEN GREATEST(high_read_upto, $5) ELSE high_read_upto END, \
+                 touched_at = clock_timestamp() \
+             WHERE dialog_low = $2 AND dialog_high = $3 AND EXISTS (SELECT 1 FROM gate) \
+             RETURNING 1",
+        )
+        .await?;
+    let rows = db
+        .query(
+            &statement,
+            &[&shard.0, &key.low.0, &key.high.0, &reader.0, &upto.0],
+        )
+        .await?;
+    // No row: a closed gate, or a dialog without messages (nothing to mark).
+    Ok(!rows.is_empty())
+}

@@ -1,0 +1,255 @@
+//! A dialogs service alone in its process, as `agora serve --services dialogs` runs it: its
+//! main database (users, sessions, the shard map) and two shard databases on two of the test
+//! stack's shard servers. Users and tokens are made directly (the social network is not
+//! running): rows in `users`, sessions through the platform.
+
+#![allow(dead_code)] // each test uses a different subset
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use agora_dialogs::config::{DialogsConfig, ShardServer};
+use agora_platform::auth::{AuthConfig, SessionCache};
+use agora_platform::cache::{Redis, RedisConfig};
+use agora_platform::config::{DatabaseConfig, HttpConfig};
+use agora_platform::db;
+use agora_platform::ids::UserId;
+use agora_platform::session::Sessions;
+use agora_platform::testing::{TestDatabase, shard_admin_urls};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_postgres::NoTls;
+
+pub fn redis_url() -> String {
+    std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
+}
+
+fn unique_namespace() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "dialogtest{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A shard database of the test stack.
+pub async fn shard_database(server: usize) -> TestDatabase {
+    let urls = shard_admin_urls();
+    TestDatabase::create_on(
+        &urls[server],
+        "dialogs_shard",
+        agora_dialogs::shard_migrations,
+    )
+    .await
+}
+
+pub struct DialogsApp {
+    pub address: SocketAddr,
+    pub main: TestDatabase,
+    pub shards: Vec<TestDatabase>,
+    pub config: DialogsConfig,
+    pub namespace: String,
+    sessions: Sessions,
+    stop: Option<oneshot::Sender<()>>,
+    pub client: reqwest::Client,
+}
+
+impl DialogsApp {
+    /// Two shard servers, `logical` logical shards.
+    pub async fn spawn(logical: u32) -> Self {
+        let shards = vec![shard_database(0).await, shard_database(1).await];
+        let servers = shards
+            .iter()
+            .enumerate()
+            .map(|(at, database)| ShardServer {
+                name: format!("shard{}", at + 1),
+                url: database.url.clone(),
+            })
+            .collect();
+        Self::spawn_on(shards, servers, logical).await
+    }
+
+    /// Shard servers given by URL (e.g. one behind a proxy that can cut it off).
+    pub async fn spawn_on(
+        shards: Vec<TestDatabase>,
+        servers: Vec<ShardServer>,
+        logical: u32,
+    ) -> Self {
+        let main = TestDatabase::create("social", agora_social::migrations).await;
+        let config = DialogsConfig {
+            logical_shards: logical,
+            map_poll_ms: 1_000,
+            ..DialogsConfig::for_shards(servers)
+        };
+        agora_dialogs::migrate(&config, &main.url).await.unwrap();
+        let namespace = unique_namespace();
+        let database = DatabaseConfig {
+            connect_timeout_ms: 1_000,
+            wait_timeout_ms: 2_000,
+            ..DatabaseConfig::for_url(&main.url)
+        };
+        let redis_config = RedisConfig::for_url(redis_url());
+        let auth = AuthConfig::default();
+        let service = agora_dialogs::service(
+            &config,
+            agora_dialogs::Shared {
+                database: &database,
+                redis: &redis_config,
+                key_prefix: format!("{namespace}:"),
+                auth: &auth,
+            },
+        )
+        .await
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let http = HttpConfig::for_listen(address);
+        tokio::spawn(async move {
+            agora_platform::service::run(vec![service], listener, &http, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let sessions = Sessions::new(
+            db::connect_pool(&database, "dialogs-test").unwrap(),
+            SessionCache::new(
+                &auth,
+                Redis::new(&redis_config).unwrap(),
+                &format!("{namespace}:"),
+            ),
+        );
+        Self {
+            address,
+            main,
+            shards,
+            config,
+            namespace,
+            sessions,
+            stop: Some(stop),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        connect(&self.main.url).await
+    }
+
+    /// A user row and a session token for it.
+    pub async fn user(&self, name: &str) -> (UserId, String) {
+        let id: i64 = self
+            .sql()
+            .await
+            .query_one(
+                "INSERT INTO users (first_name, second_name, password_hash) \
+                 VALUES ($1, 'Dialogs', 'not used') RETURNING id",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let token = self
+            .sessions
+            .open(UserId(id), Duration::from_secs(3600), 100)
+            .await
+            .unwrap();
+        (UserId(id), token)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn send(&self, token: &str, to: UserId, text: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/dialog/{to}/send")))
+            .bearer_auth(token)
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends and expects 200; the message id.
+    pub async fn send_ok(&self, token: &str, to: UserId, text: &str) -> String {
+        let response = self.send(token, to, text).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "send answered {body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn list(&self, token: &str, with: UserId, query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/dialog/{with}/list{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The whole dialog, newest first, read page by page.
+    pub async fn whole_dialog(&self, token: &str, with: UserId) -> Vec<Value> {
+        let mut all: Vec<Value> = Vec::new();
+        let mut query = "?limit=1000".to_owned();
+        loop {
+            let response = self.list(token, with, &query).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let page: Vec<Value> = response.json().await.unwrap();
+            let Some(last) = page.last() else {
+                return all;
+            };
+            query = format!("?limit=1000&before={}", last["id"].as_str().unwrap());
+            all.extend(page);
+        }
+    }
+}
+
+impl Drop for DialogsApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Asserts an error response: status, the envelope, the request id.
+pub async fn assert_error(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body["request_id"].as_str().is_some(), "{body}");
+    body
+}
+
+/// Polls `check` until it returns Some, for up to 15 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
