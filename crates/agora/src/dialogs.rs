@@ -14,6 +14,26 @@ pub enum DialogsCommand {
     /// copy, catch up, freeze, last pass, switch the map, clean up (docs/dialogs.md). Running
     /// it again finishes a move that failed part-way.
     Reshard(ReshardArgs),
+    /// Rebuilds every unread counter in Redis from the shard servers (after Redis lost its
+    /// data, or to check them). Sends during the repair may need the outbox sweeper's next
+    /// pass to show up again.
+    RepairUnread(RepairArgs),
+}
+
+#[derive(Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+
+    #[command(flatten)]
+    redis: RedisConfig,
+
+    /// The deployment's namespace: where its counters are.
+    #[arg(long = "namespace", env = "AGORA_NAMESPACE", default_value = "agora")]
+    namespace: String,
+
+    #[command(flatten)]
+    dialogs: agora_dialogs::DialogsConfig,
 }
 
 #[derive(Args)]
@@ -48,6 +68,21 @@ pub struct ReshardArgs {
 pub async fn run(command: DialogsCommand) -> anyhow::Result<()> {
     match command {
         DialogsCommand::Reshard(args) => reshard_command(args).await,
+        DialogsCommand::RepairUnread(args) => {
+            let auth = agora_platform::auth::AuthConfig::default();
+            let sides = agora_dialogs::repair_unread(
+                &args.dialogs,
+                agora_dialogs::Shared {
+                    database: &args.database,
+                    redis: &args.redis,
+                    key_prefix: format!("{}:", args.namespace),
+                    auth: &auth,
+                },
+            )
+            .await?;
+            println!("repair-unread: {sides} dialog sides set from the shards");
+            Ok(())
+        }
     }
 }
 

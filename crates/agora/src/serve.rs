@@ -28,13 +28,35 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub dialogs: DialogsConfig,
+
+    /// Where a dialogs process runs, for a process that does not run dialogs itself: it then
+    /// forwards `/dialog/*` and `/dialogs` there, with the request id, so clients of the
+    /// social API keep one address.
+    #[arg(long = "dialogs-url", env = "AGORA_DIALOGS_URL")]
+    pub dialogs_url: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = http::bind(&args.social.http).await?;
     tracing::info!(address = %listener.local_addr()?, services = ?args.services, "agora listening");
     let mut services = Vec::new();
-    for name in dedup(&args.services) {
+    let names = dedup(&args.services);
+    if !names.contains(&ServiceName::Dialogs)
+        && let Some(url) = &args.dialogs_url
+    {
+        let forward = agora_platform::forward::router(
+            &agora_dialogs::http::PATHS,
+            url,
+            "dialogs",
+            std::time::Duration::from_secs(10),
+        )?;
+        services.push(agora_platform::service::Service::new(
+            "dialogs (forwarded)",
+            forward,
+            agora_platform::http::OpsEndpoints::default(),
+        ));
+    }
+    for name in names {
         services.push(match name {
             ServiceName::Social => agora_social::http::service(&args.social)?,
             ServiceName::Dialogs => {

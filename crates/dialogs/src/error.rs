@@ -23,6 +23,9 @@ pub enum DialogsError {
     /// No shard map yet: no shard servers were configured when the schema was migrated.
     #[error("dialogs are not set up")]
     NotSetUp,
+    /// Redis, where the unread counters are.
+    #[error(transparent)]
+    Cache(#[from] agora_platform::cache::CacheError),
     /// The main database (users, the shard map).
     #[error(transparent)]
     Database(#[from] DbError),
@@ -77,6 +80,14 @@ impl IntoResponse for DialogsError {
                  (AGORA_DIALOG_SHARDS, then agora migrate)",
             )
             .into_response(),
+            DialogsError::Cache(error) => {
+                tracing::warn!(%error, "unread counters unavailable");
+                ApiError::unavailable(
+                    ErrorCode::CacheUnavailable,
+                    "unread counters are unavailable; retry shortly",
+                )
+                .into_response()
+            }
             DialogsError::Database(error) => ApiError::from(error).into_response(),
         }
     }

@@ -20,6 +20,15 @@ use crate::store::Message;
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
+/// Every path the dialogs service answers (a process without it forwards these).
+pub const PATHS: [&str; 5] = [
+    "/dialog/{user_id}/send",
+    "/dialog/{user_id}/list",
+    "/dialog/{user_id}/read",
+    "/dialogs",
+    "/dialogs/unread",
+];
+
 /// The routes, with their state.
 pub fn router(dialogs: Dialogs) -> Router {
     Router::new()
@@ -27,6 +36,7 @@ pub fn router(dialogs: Dialogs) -> Router {
         .route("/dialog/{user_id}/list", get(list))
         .route("/dialog/{user_id}/read", post(mark_read))
         .route("/dialogs", get(dialogs_of))
+        .route("/dialogs/unread", get(unread))
         .with_state(dialogs)
 }
 
@@ -60,8 +70,10 @@ pub fn service(dialogs: Dialogs) -> Service {
             }
         })
     });
+    let sweeper = dialogs.clone();
     Service::new("dialogs", router(dialogs), ops)
         .background(move |stop| shards.follow(stop))
+        .background(move |stop| sweeper.sweep_unread(stop))
         // Its own session cache, so it runs the same alone or beside the social network.
         .background(move |stop| sessions.listen(stop))
 }
@@ -180,6 +192,9 @@ pub struct DialogsQuery {
 pub struct DialogBody {
     user_id: UserId,
     last_message: DialogMessage,
+    /// Absent when the counters cannot be read (Redis away).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unread: Option<i64>,
 }
 
 async fn dialogs_of(
@@ -189,17 +204,52 @@ async fn dialogs_of(
 ) -> Result<Json<Vec<DialogBody>>, DialogsError> {
     let limit = limit(query.limit.as_deref())?;
     let entries = dialogs.dialogs_of(caller.user, limit).await?;
+    // The list works without Redis; only the counts are left out then.
+    let counts: Option<std::collections::HashMap<UserId, i64>> =
+        match dialogs.unread(caller.user).await {
+            Ok(counts) => Some(counts.dialogs.into_iter().collect()),
+            Err(error) => {
+                tracing::warn!(%error, "dialog list without unread counts");
+                None
+            }
+        };
     Ok(Json(
         entries
             .into_iter()
-            .map(
-                |DialogEntry {
-                     with, last_message, ..
-                 }| DialogBody {
-                    user_id: with,
-                    last_message: render(last_message, caller.user, with),
-                },
-            )
+            .map(|entry: DialogEntry| DialogBody {
+                user_id: entry.with,
+                unread: counts
+                    .as_ref()
+                    .map(|counts| counts.get(&entry.with).copied().unwrap_or(0)),
+                last_message: render(entry.last_message, caller.user, entry.with),
+            })
             .collect(),
     ))
+}
+
+#[derive(Serialize)]
+pub struct UnreadBody {
+    total: i64,
+    dialogs: Vec<UnreadDialog>,
+}
+
+#[derive(Serialize)]
+pub struct UnreadDialog {
+    user_id: UserId,
+    unread: i64,
+}
+
+async fn unread(
+    State(dialogs): State<Dialogs>,
+    caller: Authenticated,
+) -> Result<Json<UnreadBody>, DialogsError> {
+    let counts = dialogs.unread(caller.user).await?;
+    Ok(Json(UnreadBody {
+        total: counts.total,
+        dialogs: counts
+            .dialogs
+            .into_iter()
+            .map(|(user_id, unread)| UnreadDialog { user_id, unread })
+            .collect(),
+    }))
 }

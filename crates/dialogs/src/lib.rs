@@ -15,6 +15,7 @@ pub mod reshard;
 pub mod service;
 pub mod shards;
 mod store;
+pub mod unread;
 
 pub use config::DialogsConfig;
 pub use error::DialogsError;
@@ -70,6 +71,7 @@ pub async fn service(
         main.clone(),
         SessionCache::new(shared.auth, redis.clone(), &shared.key_prefix),
     );
+    let redis_for_counters = redis.clone();
     let shards = shards::Shards::connect(
         main.clone(),
         shared.database,
@@ -78,8 +80,31 @@ pub async fn service(
         config,
     )
     .await?;
-    let dialogs = service::Dialogs::new(shards, main, sessions, config);
+    let counters = unread::UnreadCounters::new(redis_for_counters, &shared.key_prefix);
+    let dialogs = service::Dialogs::new(shards, main, sessions, counters, config);
     Ok(http::service(dialogs))
+}
+
+/// Rebuilds every unread counter from the shards (`agora dialogs repair-unread`); how many
+/// dialog sides were set.
+pub async fn repair_unread(config: &DialogsConfig, shared: Shared<'_>) -> anyhow::Result<u64> {
+    let main = db::connect_batch_pool(shared.database, "agora-dialogs-repair")?;
+    let redis = Redis::new(shared.redis)?;
+    let sessions = Sessions::new(
+        main.clone(),
+        SessionCache::new(shared.auth, redis.clone(), &shared.key_prefix),
+    );
+    let counters = unread::UnreadCounters::new(redis.clone(), &shared.key_prefix);
+    let shards = shards::Shards::connect(
+        main.clone(),
+        shared.database,
+        redis,
+        &shared.key_prefix,
+        config,
+    )
+    .await?;
+    let dialogs = service::Dialogs::new(shards, main, sessions, counters, config);
+    Ok(dialogs.repair_unread().await?)
 }
 
 /// Applies the shard map's migrations to the main database and, when the map is empty, fills it

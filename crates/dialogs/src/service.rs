@@ -11,7 +11,8 @@ use agora_platform::session::Sessions;
 use crate::config::DialogsConfig;
 use crate::error::DialogsError;
 use crate::shards::{DialogKey, LogicalShard, ShardServerPool, Shards};
-use crate::store::{self, DialogSummary, Gate, Message};
+use crate::store::{self, DialogSummary, Gate, Message, Unread};
+use crate::unread::{CAP, Counts, UnreadCounters};
 
 /// The dialogs service. Cheap to clone.
 #[derive(Clone)]
@@ -24,6 +25,7 @@ struct State {
     /// The main database: whether a user exists.
     directory: DbPool,
     sessions: Sessions,
+    counters: UnreadCounters,
     max_text_chars: usize,
     move_wait: Duration,
 }
@@ -58,6 +60,7 @@ impl Dialogs {
         shards: Shards,
         directory: DbPool,
         sessions: Sessions,
+        counters: UnreadCounters,
         config: &DialogsConfig,
     ) -> Self {
         Self {
@@ -65,6 +68,7 @@ impl Dialogs {
                 shards,
                 directory,
                 sessions,
+                counters,
                 max_text_chars: config.max_text_chars as usize,
                 move_wait: config.move_wait(),
             }),
@@ -99,6 +103,15 @@ impl Dialogs {
                 .await
                 .map_err(|error| DialogsError::on_shard(&server.name, error))?;
             if let Some(id) = sent {
+                // The fast path; the outbox row written with the message covers a failure.
+                let unread = Unread {
+                    message: id,
+                    recipient: to,
+                    sender: from,
+                };
+                if let Err(error) = self.inner.counters.add(&[unread]).await {
+                    tracing::warn!(%error, "unread counter not updated; the outbox sweeper will");
+                }
                 if retried {
                     metrics::histogram!("dialog_send_moving_wait_seconds")
                         .record(started.elapsed().as_secs_f64());
@@ -220,10 +233,81 @@ impl Dialogs {
         reader: UserId,
         upto: MessageId,
     ) {
-        // A read that could not be recorded is recorded by the next one.
+        // A read that could not be recorded is recorded by the next one. The shard keeps the
+        // read position durably (the counters are rebuilt from it); Redis follows.
         if let Err(error) = store::mark_read(&server.pool, shard, key, reader, upto).await {
             tracing::warn!(%error, server = %server.name, "could not mark a dialog read");
+            return;
         }
+        let other = if reader == key.low { key.high } else { key.low };
+        if let Err(error) = self.inner.counters.mark_read(reader, other, upto.0).await {
+            tracing::warn!(%error, "unread counter not cleared");
+        }
+    }
+
+    /// The caller's unread counts.
+    pub async fn unread(&self, user: UserId) -> Result<Counts, DialogsError> {
+        Ok(self.inner.counters.counts(user).await?)
+    }
+
+    /// Applies the unread increments whose fast path failed (outbox rows older than 2 s), on
+    /// every shard server, every second, until `stop` turns true.
+    pub async fn sweep_unread(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            let map = self.inner.shards.map();
+            let Ok(servers) = self.inner.shards.all_servers_listed(&map) else {
+                continue;
+            };
+            for server in servers {
+                loop {
+                    let counters = &self.inner.counters;
+                    let swept =
+                        store::sweep_unread(&server.pool, 2_000.0, 500, |batch| async move {
+                            counters.add(&batch).await
+                        })
+                        .await;
+                    match swept {
+                        Ok(n) if n > 0 => {
+                            metrics::counter!("dialog_unread_swept_total").increment(n as u64);
+                            if n < 500 {
+                                break;
+                            }
+                        }
+                        Ok(_) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, server = %server.name, "unread sweep failed; retrying in a second");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rebuilds every unread counter from the shards (after Redis lost them); how many dialog
+    /// sides were set.
+    pub async fn repair_unread(&self) -> Result<u64, DialogsError> {
+        let map = self.inner.shards.refresh().await?;
+        let mut sides = 0;
+        for server in self.inner.shards.all_servers(&map)? {
+            let mut after = (0, 0);
+            loop {
+                let (positions, last) = store::read_positions(&server.pool, after, 500, CAP)
+                    .await
+                    .map_err(|error| DialogsError::on_shard(&server.name, error))?;
+                self.inner.counters.reset(&positions).await?;
+                sides += positions.len() as u64;
+                match last {
+                    Some(last) => after = last,
+                    None => break,
+                }
+            }
+        }
+        Ok(sides)
     }
 
     fn validate_text(&self, text: &str) -> Result<(), DialogsError> {

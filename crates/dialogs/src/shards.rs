@@ -234,6 +234,22 @@ impl Shards {
             .collect()
     }
 
+    /// Every server listed, holding shards or not (an old server may still have outbox rows
+    /// to sweep after its shards moved away).
+    pub fn all_servers_listed(&self, map: &ShardMap) -> Result<Vec<ShardServerPool>, DbError> {
+        let mut names: Vec<&String> = map.servers.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|name| {
+                Ok(ShardServerPool {
+                    name: name.clone(),
+                    pool: self.pool(name, &map.servers[name])?,
+                })
+            })
+            .collect()
+    }
+
     /// Tells every instance the map changed. Call after the change committed.
     pub async fn announce_change(&self) {
         self.inner.changes.announce(0).await;

@@ -32,9 +32,10 @@ pub enum Gate {
     Closed,
 }
 
-/// Stores a message and updates the dialog's summary in one statement; `None` when the gate
-/// is closed (nothing was written). The gate row is locked `FOR SHARE` until the statement
-/// commits, so closing the gate waits for every write in flight.
+/// Stores a message, its unread-counter increment (in the outbox) and the dialog's summary in
+/// one statement; `None` when the gate is closed (nothing was written). The gate row is locked
+/// `FOR SHARE` until the statement commits, so closing the gate waits for every write in
+/// flight.
 pub async fn send(
     pool: &DbPool,
     shard: LogicalShard,
@@ -42,6 +43,7 @@ pub async fn send(
     from: UserId,
     text: &str,
 ) -> Result<Option<MessageId>, DbError> {
+    let to = if from == key.low { key.high } else { key.low };
     let db = pool.get().await?;
     let statement = db
         .prepare_cached(
@@ -51,6 +53,9 @@ pub async fn send(
                  INSERT INTO messages (dialog_low, dialog_high, id, logical_shard, sender, text) \
                  SELECT $2, $3, next_id($1), $1, $4, $5 FROM gate \
                  RETURNING id \
+             ), unread AS ( \
+                 INSERT INTO unread_outbox (message_id, recipient, sender) \
+                 SELECT id, $6, $4 FROM message \
              ), summary AS ( \
                  INSERT INTO dialogs (dialog_low, dialog_high, logical_shard, last_message_id) \
                  SELECT $2, $3, $1, id FROM message \
@@ -64,7 +69,7 @@ pub async fn send(
     let row = db
         .query_opt(
             &statement,
-            &[&shard.0, &key.low.0, &key.high.0, &from.0, &text],
+            &[&shard.0, &key.low.0, &key.high.0, &from.0, &text, &to.0],
         )
         .await?;
     Ok(row.map(|row| MessageId(row.get(0))))
@@ -194,4 +199,130 @@ pub async fn mark_read(
         .await?;
     // No row: a closed gate, or a dialog without messages (nothing to mark).
     Ok(!rows.is_empty())
+}
+
+/// An unread-counter increment waiting in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unread {
+    pub message: MessageId,
+    pub recipient: UserId,
+    pub sender: UserId,
+}
+
+/// Takes up to `limit` outbox rows older than `min_age_ms`, hands them to `apply`, and deletes
+/// them if it succeeds, in one transaction (rows stay locked meanwhile; other sweepers skip
+/// them). How many were applied.
+pub async fn sweep_unread<F, Fut, E>(
+    pool: &DbPool,
+    min_age_ms: f64,
+    limit: i64,
+    apply: F,
+) -> Result<usize, SweepError<E>>
+where
+    F: FnOnce(Vec<Unread>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let mut db = pool
+        .get()
+        .await
+        .map_err(|error| SweepError::Database(error.into()))?;
+    let tx = db.transaction().await.map_err(SweepError::db)?;
+    let rows = tx
+        .query(
+            "SELECT message_id, recipient, sender FROM unread_outbox \
+             WHERE created_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000) \
+             ORDER BY message_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            &[&min_age_ms, &limit],
+        )
+        .await
+        .map_err(SweepError::db)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let batch: Vec<Unread> = rows
+        .iter()
+        .map(|row| Unread {
+            message: MessageId(row.get(0)),
+            recipient: UserId(row.get(1)),
+            sender: UserId(row.get(2)),
+        })
+        .collect();
+    let ids: Vec<i64> = batch.iter().map(|unread| unread.message.0).collect();
+    apply(batch).await.map_err(SweepError::Apply)?;
+    tx.execute(
+        "DELETE FROM unread_outbox WHERE message_id = ANY($1)",
+        &[&ids],
+    )
+    .await
+    .map_err(SweepError::db)?;
+    tx.commit().await.map_err(SweepError::db)?;
+    Ok(ids.len())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError<E> {
+    #[error(transparent)]
+    Database(DbError),
+    #[error("applying: {0}")]
+    Apply(E),
+}
+
+impl<E> SweepError<E> {
+    fn db(error: tokio_postgres::Error) -> Self {
+        SweepError::Database(error.into())
+    }
+}
+
+/// One side of a dialog as the counters need it: who reads, from whom, read up to where.
+#[derive(Debug, Clone)]
+pub struct ReadPosition {
+    pub reader: UserId,
+    pub other: UserId,
+    pub read_upto: i64,
+    /// The newest unread message ids (at most the counter's cap), newest first.
+    pub unread: Vec<i64>,
+}
+
+/// Every dialog side on this server with its unread messages, a page of dialogs at a time
+/// (after `after`, in key order): what the counters are rebuilt from.
+pub async fn read_positions(
+    pool: &DbPool,
+    after: (i64, i64),
+    dialogs: i64,
+    cap: i64,
+) -> Result<(Vec<ReadPosition>, Option<(i64, i64)>), DbError> {
+    let db = pool.get().await?;
+    let rows = db
+        .query(
+            "SELECT d.dialog_low, d.dialog_high, d.low_read_upto, d.high_read_upto, \
+                    ARRAY(SELECT id FROM messages m WHERE m.dialog_low = d.dialog_low \
+                          AND m.dialog_high = d.dialog_high AND m.sender = d.dialog_high \
+                          AND m.id > d.low_read_upto ORDER BY id DESC LIMIT $3), \
+                    ARRAY(SELECT id FROM messages m WHERE m.dialog_low = d.dialog_low \
+                          AND m.dialog_high = d.dialog_high AND m.sender = d.dialog_low \
+                          AND m.id > d.high_read_upto ORDER BY id DESC LIMIT $3) \
+             FROM dialogs d JOIN shard_gates g ON g.logical_shard = d.logical_shard AND g.open \
+             WHERE (d.dialog_low, d.dialog_high) > ($1, $2) \
+             ORDER BY d.dialog_low, d.dialog_high LIMIT $4",
+            &[&after.0, &after.1, &cap, &dialogs],
+        )
+        .await?;
+    let last = rows.last().map(|row| (row.get(0), row.get(1)));
+    let mut positions = Vec::with_capacity(rows.len() * 2);
+    for row in &rows {
+        let (low, high): (i64, i64) = (row.get(0), row.get(1));
+        positions.push(ReadPosition {
+            reader: UserId(low),
+            other: UserId(high),
+            read_upto: row.get(2),
+            unread: row.get(4),
+        });
+        positions.push(ReadPosition {
+            reader: UserId(high),
+            other: UserId(low),
+            read_upto: row.get(3),
+            unread: row.get(5),
+        });
+    }
+    Ok((positions, last))
 }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test uses a different subset
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -251,5 +252,83 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl DialogsApp {
+    /// `GET /dialogs/unread`: the total and each sender's count.
+    pub async fn unread(&self, token: &str) -> (i64, HashMap<String, i64>) {
+        let response = self
+            .client
+            .get(self.url("/dialogs/unread"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        let dialogs = body["dialogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["user_id"].as_str().unwrap().to_owned(),
+                    d["unread"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        (body["total"].as_i64().unwrap(), dialogs)
+    }
+
+    /// Deletes this deployment's dialog keys from Redis, as a Redis restart without
+    /// persistence would.
+    pub async fn flush_dialog_keys(&self) {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:dialogs:*", self.namespace))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Rows waiting in the shards' unread outboxes.
+    pub async fn outbox_rows(&self) -> i64 {
+        let mut rows = 0;
+        for shard in &self.shards {
+            rows += connect(&shard.url)
+                .await
+                .query_one("SELECT count(*) FROM unread_outbox", &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0);
+        }
+        rows
+    }
+
+    /// `agora dialogs repair-unread`, in process.
+    pub async fn repair_unread(&self) -> u64 {
+        let database = DatabaseConfig::for_url(&self.main.url);
+        let redis = RedisConfig::for_url(redis_url());
+        let auth = AuthConfig::default();
+        agora_dialogs::repair_unread(
+            &self.config,
+            agora_dialogs::Shared {
+                database: &database,
+                redis: &redis,
+                key_prefix: format!("{}:", self.namespace),
+                auth: &auth,
+            },
+        )
+        .await
+        .unwrap()
     }
 }

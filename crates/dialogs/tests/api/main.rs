@@ -3,6 +3,7 @@
 
 mod common;
 mod reshard;
+mod unread;
 
 use std::collections::HashMap;
 
@@ -281,4 +282,68 @@ async fn a_shard_server_that_is_down_fails_only_its_own_dialogs_and_comes_back()
     })
     .await;
     let _ = me;
+}
+
+#[tokio::test]
+async fn a_process_without_dialogs_forwards_them_with_the_request_id() {
+    let app = DialogsApp::spawn(16).await;
+    let (alice, alice_token) = app.user("Алиса").await;
+    let (bob, bob_token) = app.user("Боб").await;
+    let forward = agora_platform::forward::router(
+        &agora_dialogs::http::PATHS,
+        &format!("http://{}", app.address),
+        "dialogs",
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let service = agora_platform::service::Service::new(
+        "forward",
+        forward,
+        agora_platform::http::OpsEndpoints::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = listener.local_addr().unwrap();
+    let http = agora_platform::config::HttpConfig::for_listen(front);
+    tokio::spawn(async move {
+        agora_platform::service::run(vec![service], listener, &http, std::future::pending()).await
+    });
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://{front}/dialog/{bob}/send"))
+        .bearer_auth(&alice_token)
+        .json(&serde_json::json!({"text": "через прокси"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let messages: Vec<Value> = client
+        .get(format!("http://{front}/dialog/{alice}/list"))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(messages[0]["text"], "через прокси");
+    // An error rendered by the dialogs process carries the id the client sent to the front.
+    let response = client
+        .post(format!("http://{front}/dialog/{alice}/send"))
+        .bearer_auth(&alice_token)
+        .header("x-request-id", "forwarded-42")
+        .json(&serde_json::json!({"text": "to myself"}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["request_id"], "forwarded-42");
+    // Without a dialogs process behind it: 503, not a hang.
+    drop(app);
+    let response = client
+        .get(format!("http://{front}/dialogs"))
+        .bearer_auth(&alice_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
