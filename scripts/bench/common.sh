@@ -40,12 +40,17 @@ cpu_ticks_of() { # pid
   stat=${stat##*) }
   awk '{print $12+$13+$14+$15}' <<<"$stat"
 }
-# The postmaster and every backend it has (or had) forked.
+# Every PostgreSQL server's postmaster and every backend it has (or had) forked: the main
+# server, and the dialogs' shard servers (AGORA_SHARD_SERVERS, "port:pid ..." from ./dev).
 postgres_ticks() {
-  local total pid
-  total=$(cpu_ticks_of "$AGORA_PG_PID")
-  for pid in $(pgrep -P "$AGORA_PG_PID" || true); do
-    total=$((total + $(cpu_ticks_of "$pid")))
+  local total=0 pid postmaster server
+  local postmasters=("$AGORA_PG_PID")
+  for server in ${AGORA_SHARD_SERVERS:-}; do postmasters+=("${server#*:}"); done
+  for postmaster in "${postmasters[@]}"; do
+    total=$((total + $(cpu_ticks_of "$postmaster")))
+    for pid in $(pgrep -P "$postmaster" || true); do
+      total=$((total + $(cpu_ticks_of "$pid")))
+    done
   done
   echo "$total"
 }
@@ -100,7 +105,7 @@ print(f"| {series['name']} | {wall:.1f} | {requests:,.0f} | {srv:.1f} | {pg:.1f}
 PY
   done
   printf '\nCPU seconds over each series'"'"' whole sweep (warm-ups included), from /proc: the server process, the\n'
-  printf 'postmaster with every backend, Redis, and the load tool. "cores busy" is their sum over wall time;\n'
+  printf 'postmasters (main and shard servers) with every backend, Redis, and the load tool. "cores busy" is their sum over wall time;\n'
   printf 'this machine has %s. Per request: CPU over the requests of the sweep, warm-ups counted at the\n' "$(nproc) cores"
   printf 'measured rate of their level.\n'
 }

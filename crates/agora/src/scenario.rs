@@ -15,6 +15,24 @@ pub enum ScenarioCommand {
     /// live-socket users, each with a fresh session token. Writes reads.txt, pairs.txt,
     /// celebrity.txt, live-sockets.txt and live-authors.txt into --out-dir.
     Feed(FeedScenarioArgs),
+    /// The dialogs benchmark's requests: sends both ways and first-page reads of random
+    /// dialogs between sampled users, each with a fresh session token. Writes sends.txt and
+    /// lists.txt into --out-dir.
+    Dialogs(DialogsScenarioArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DialogsScenarioArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[arg(long, default_value_t = 2000)]
+    users: usize,
+    #[arg(long, default_value_t = 5000)]
+    dialogs: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    out_dir: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -71,6 +89,7 @@ pub struct SearchScenarioArgs {
 pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
     let (args, paths) = match command {
         ScenarioCommand::Feed(args) => return write_feed_scenario(args).await,
+        ScenarioCommand::Dialogs(args) => return write_dialogs_scenario(args).await,
         ScenarioCommand::Search(args) => {
             let pool = db::connect_batch_pool(&args.common.database, "agora-scenario")?;
             let paths = agora_social::scenario::search_paths(
@@ -100,6 +119,32 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn write_dialogs_scenario(args: DialogsScenarioArgs) -> anyhow::Result<()> {
+    let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
+    let scenario =
+        agora_social::scenario::dialogs_scenario(&pool, args.users, args.dialogs, args.seed)
+            .await?;
+    write_lines(
+        &args.out_dir,
+        [("sends.txt", scenario.sends), ("lists.txt", scenario.lists)],
+    )
+}
+
+fn write_lines<const N: usize>(
+    dir: &std::path::Path,
+    files: [(&str, Vec<String>); N],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, lines) in files {
+        let path = dir.join(name);
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("scenario: {} lines in {}", lines.len(), path.display());
+    }
+    Ok(())
+}
+
 async fn write_feed_scenario(args: FeedScenarioArgs) -> anyhow::Result<()> {
     let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
     let options = agora_social::scenario::FeedScenarioOptions {
@@ -112,21 +157,14 @@ async fn write_feed_scenario(args: FeedScenarioArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let scenario = agora_social::scenario::feed_scenario(&pool, &options).await?;
-    std::fs::create_dir_all(&args.out_dir)
-        .with_context(|| format!("creating {}", args.out_dir.display()))?;
-    let files = [
-        ("reads.txt", scenario.reads),
-        ("pairs.txt", scenario.pairs),
-        ("celebrity.txt", scenario.celebrity.into_iter().collect()),
-        ("live-sockets.txt", scenario.live_sockets),
-        ("live-authors.txt", scenario.live_authors),
-    ];
-    for (name, lines) in files {
-        let path = args.out_dir.join(name);
-        let mut text = lines.join("\n");
-        text.push('\n');
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("scenario: {} lines in {}", lines.len(), path.display());
-    }
-    Ok(())
+    write_lines(
+        &args.out_dir,
+        [
+            ("reads.txt", scenario.reads),
+            ("pairs.txt", scenario.pairs),
+            ("celebrity.txt", scenario.celebrity.into_iter().collect()),
+            ("live-sockets.txt", scenario.live_sockets),
+            ("live-authors.txt", scenario.live_authors),
+        ],
+    )
 }

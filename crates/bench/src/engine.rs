@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -42,11 +42,14 @@ pub struct Workload {
     pub bearer: Option<String>,
 }
 
-/// One GET: a path, and the bearer token of the user it is made as, if any.
+/// One request: a GET of a path, or a POST of a JSON body, and the bearer token of the user it
+/// is made as, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLine {
     pub path: String,
     pub bearer: Option<String>,
+    /// A JSON body to POST; `None` for a GET.
+    pub body: Option<Bytes>,
 }
 
 impl RequestLine {
@@ -54,6 +57,7 @@ impl RequestLine {
         Self {
             path: path.into(),
             bearer: None,
+            body: None,
         }
     }
 }
@@ -218,7 +222,7 @@ pub async fn run(workload: &Workload, phase: Phase, label: &str) -> Point {
     point
 }
 
-async fn connect(workload: &Workload) -> Option<http1::SendRequest<Empty<Bytes>>> {
+async fn connect(workload: &Workload) -> Option<http1::SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(workload.target).await.ok()?;
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.ok()?;
@@ -340,14 +344,18 @@ async fn client_loop(
     }
 }
 
-fn build_request(workload: &Workload, line: &RequestLine) -> Request<Empty<Bytes>> {
-    let mut builder =
-        Request::get(line.path.as_str()).header(hyper::header::HOST, &workload.host_header);
+fn build_request(workload: &Workload, line: &RequestLine) -> Request<Full<Bytes>> {
+    let mut builder = match line.body {
+        Some(_) => Request::post(line.path.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/json"),
+        None => Request::get(line.path.as_str()),
+    }
+    .header(hyper::header::HOST, &workload.host_header);
     if let Some(token) = line.bearer.as_ref().or(workload.bearer.as_ref()) {
         builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     builder
-        .body(Empty::new())
+        .body(Full::new(line.body.clone().unwrap_or_default()))
         .expect("paths were validated when the workload was built")
 }
 

@@ -115,7 +115,33 @@ struct OutputArgs {
 }
 
 /// `NAME=PATH` or `NAME=@FILE`. A file has one request per line: a path, optionally followed
-/// by a space and the bearer token to send it with (requests made as many different users).
+/// by a space and the bearer token to send it with (requests made as many different users);
+/// or `POST PATH TOKEN JSON`, a JSON body to post as that user.
+fn parse_line(line: &str) -> anyhow::Result<RequestLine> {
+    if let Some(rest) = line.strip_prefix("POST ") {
+        let mut parts = rest.splitn(3, ' ');
+        let (Some(path), Some(token), Some(body)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("{line:?}: a POST line is POST PATH TOKEN JSON");
+        };
+        serde_json::from_str::<serde_json::Value>(body)
+            .with_context(|| format!("{line:?}: the body is not JSON"))?;
+        return Ok(RequestLine {
+            path: path.to_owned(),
+            bearer: Some(token.to_owned()),
+            body: Some(body.to_owned().into()),
+        });
+    }
+    Ok(match line.split_once(' ') {
+        Some((path, token)) => RequestLine {
+            path: path.to_owned(),
+            bearer: Some(token.trim().to_owned()),
+            body: None,
+        },
+        None => RequestLine::path(line),
+    })
+}
+
 fn parse_series(spec: &str) -> anyhow::Result<(String, Vec<RequestLine>)> {
     let (name, source) = spec
         .split_once('=')
@@ -126,14 +152,8 @@ fn parse_series(spec: &str) -> anyhow::Result<(String, Vec<RequestLine>)> {
             .lines()
             .map(str::trim)
             .filter(|line| !line.is_empty())
-            .map(|line| match line.split_once(' ') {
-                Some((path, token)) => RequestLine {
-                    path: path.to_owned(),
-                    bearer: Some(token.trim().to_owned()),
-                },
-                None => RequestLine::path(line),
-            })
-            .collect(),
+            .map(parse_line)
+            .collect::<anyhow::Result<_>>()?,
         None => vec![RequestLine::path(source)],
     };
     if lines.is_empty() {
@@ -205,11 +225,16 @@ fn describe(lines: &[RequestLine]) -> String {
         String::new()
     };
     let paths: Vec<&str> = lines.iter().map(|line| line.path.as_str()).collect();
+    let method = if lines[0].body.is_some() {
+        "POST"
+    } else {
+        "GET"
+    };
     if lines.len() == 1 {
-        format!("GET {}{as_users}", paths[0])
+        format!("{method} {}{as_users}", paths[0])
     } else {
         format!(
-            "GET, {} requests cycled{as_users}, e.g. {}",
+            "{method}, {} requests cycled{as_users}, e.g. {}",
             paths.len(),
             paths[0]
         )
@@ -444,4 +469,23 @@ fn main() -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_are_gets_with_tokens_or_json_posts() {
+        let get = parse_line("/post/feed?limit=10 token-a").unwrap();
+        assert_eq!(get.path, "/post/feed?limit=10");
+        assert_eq!(get.bearer.as_deref(), Some("token-a"));
+        assert!(get.body.is_none());
+        let post = parse_line(r#"POST /dialog/42/send token-b {"text":"hi there"}"#).unwrap();
+        assert_eq!(post.path, "/dialog/42/send");
+        assert_eq!(post.bearer.as_deref(), Some("token-b"));
+        assert_eq!(post.body.as_deref(), Some(&br#"{"text":"hi there"}"#[..]));
+        assert!(parse_line("POST /dialog/42/send token-b not-json").is_err());
+        assert!(parse_line("POST /dialog/42/send").is_err());
+    }
 }

@@ -26,6 +26,9 @@ struct State {
     directory: DbPool,
     sessions: Sessions,
     counters: UnreadCounters,
+    /// Users seen to exist, and when: users are never deleted by any API, so a positive
+    /// answer is kept for a while instead of asking the main database on every send.
+    known_users: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
     max_text_chars: usize,
     move_wait: Duration,
 }
@@ -69,6 +72,7 @@ impl Dialogs {
                 directory,
                 sessions,
                 counters,
+                known_users: std::sync::Mutex::default(),
                 max_text_chars: config.max_text_chars as usize,
                 move_wait: config.move_wait(),
             }),
@@ -146,10 +150,10 @@ impl Dialogs {
         let mut map = self.inner.shards.map();
         for _ in 0..3 {
             let server = self.server(&map, shard)?;
-            let (gate, messages) = store::messages(&server.pool, shard, key, before, limit)
+            let page = store::messages(&server.pool, shard, key, reader, before, limit)
                 .await
                 .map_err(|error| DialogsError::on_shard(&server.name, error))?;
-            let served = match gate {
+            let served = match page.gate {
                 Gate::Open => true,
                 // Closed: being moved (then this server still has every message, since no
                 // write passes a closed gate) or moved away (then ask the new server).
@@ -161,12 +165,14 @@ impl Dialogs {
                 }
             };
             if served {
+                // A read that shows nothing new writes nothing.
                 if before.is_none()
-                    && let Some(newest) = messages.first()
+                    && let Some(newest) = page.messages.first()
+                    && newest.id.0 > page.read_upto
                 {
                     self.mark_read(&server, shard, key, reader, newest.id).await;
                 }
-                return Ok(messages);
+                return Ok(page.messages);
             }
         }
         Err(DialogsError::Moving)
@@ -329,11 +335,35 @@ impl Dialogs {
     }
 
     async fn user_exists(&self, user: UserId) -> Result<bool, DbError> {
+        const KEEP: Duration = Duration::from_secs(600);
+        const CAPACITY: usize = 100_000;
+        let now = std::time::Instant::now();
+        if let Some(seen) = self
+            .inner
+            .known_users
+            .lock()
+            .expect("not poisoned")
+            .get(&user)
+            && now.duration_since(*seen) < KEEP
+        {
+            return Ok(true);
+        }
         let db = self.inner.directory.get().await?;
         let statement = db
             .prepare_cached("SELECT 1 FROM users WHERE id = $1")
             .await?;
-        Ok(db.query_opt(&statement, &[&user.0]).await?.is_some())
+        let exists = db.query_opt(&statement, &[&user.0]).await?.is_some();
+        if exists {
+            let mut known = self.inner.known_users.lock().expect("not poisoned");
+            if known.len() >= CAPACITY {
+                known.retain(|_, seen| now.duration_since(*seen) < KEEP);
+                if known.len() >= CAPACITY {
+                    known.clear();
+                }
+            }
+            known.insert(user, now);
+        }
+        Ok(exists)
     }
 
     async fn shard_of(&self, key: DialogKey) -> Result<LogicalShard, DialogsError> {

@@ -75,21 +75,36 @@ pub async fn send(
     Ok(row.map(|row| MessageId(row.get(0))))
 }
 
-/// Up to `limit` messages of a dialog older than `before`, newest first, and the gate as it
-/// was when they were read.
+/// A page of a dialog as [`messages`] reads it.
+#[derive(Debug)]
+pub struct Page {
+    /// The gate as it was when the page was read.
+    pub gate: Gate,
+    pub messages: Vec<Message>,
+    /// What the reader had read up to.
+    pub read_upto: i64,
+}
+
+/// Up to `limit` messages of a dialog older than `before`, newest first, with the gate and
+/// what `reader` had read up to.
 pub async fn messages(
     pool: &DbPool,
     shard: LogicalShard,
     key: DialogKey,
+    reader: UserId,
     before: Option<MessageId>,
     limit: i64,
-) -> Result<(Gate, Vec<Message>), DbError> {
+) -> Result<Page, DbError> {
     let db = pool.get().await?;
     let statement = db
         .prepare_cached(
-            "SELECT gate.open, m.id, m.sender, m.text \
+            "SELECT gate.open, m.id, m.sender, m.text, gate.read_upto \
              FROM (SELECT coalesce((SELECT open FROM shard_gates WHERE logical_shard = $1), false) \
-                   AS open) AS gate \
+                   AS open, \
+                   coalesce((SELECT CASE WHEN dialog_low = $6 THEN low_read_upto \
+                                         ELSE high_read_upto END \
+                             FROM dialogs WHERE dialog_low = $2 AND dialog_high = $3), 0) \
+                   AS read_upto) AS gate \
              LEFT JOIN LATERAL ( \
                  SELECT id, sender, text FROM messages \
                  WHERE dialog_low = $2 AND dialog_high = $3 AND id < $4 \
@@ -101,9 +116,17 @@ pub async fn messages(
     let rows = db
         .query(
             &statement,
-            &[&shard.0, &key.low.0, &key.high.0, &before, &limit],
+            &[
+                &shard.0,
+                &key.low.0,
+                &key.high.0,
+                &before,
+                &limit,
+                &reader.0,
+            ],
         )
         .await?;
+    let read_upto = rows.first().map_or(0, |row| row.get::<_, i64>(4));
     let gate = match rows.first().map(|row| row.get::<_, bool>(0)) {
         Some(true) => Gate::Open,
         _ => Gate::Closed,
@@ -118,7 +141,11 @@ pub async fn messages(
             })
         })
         .collect();
-    Ok((gate, messages))
+    Ok(Page {
+        gate,
+        messages,
+        read_upto,
+    })
 }
 
 /// The dialogs of `user` on this server, most recent first, with their last message.

@@ -113,22 +113,42 @@ impl UnreadCounters {
         ]
     }
 
-    /// Applies increments; safe to repeat.
+    /// Applies increments; safe to repeat. The first goes alone (it loads the script if Redis
+    /// lacks it), the rest in one pipeline.
     pub async fn add(&self, batch: &[Unread]) -> Result<(), CacheError> {
+        let Some((first, rest)) = batch.split_first() else {
+            return Ok(());
+        };
         let mut connection = self.redis.connection().await?;
-        for unread in batch {
+        let [zset, upto, senders] = self.keys(first.recipient, first.sender);
+        let _: i64 = self
+            .add
+            .key(zset)
+            .key(upto)
+            .key(senders)
+            .arg(first.message.0)
+            .arg(first.sender.0)
+            .arg(CAP)
+            .invoke_async(&mut connection)
+            .await?;
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for unread in rest {
             let [zset, upto, senders] = self.keys(unread.recipient, unread.sender);
-            let _: i64 = self
-                .add
-                .key(zset)
-                .key(upto)
-                .key(senders)
+            pipe.cmd("EVALSHA")
+                .arg(self.add.get_hash())
+                .arg(3)
+                .arg(zset)
+                .arg(upto)
+                .arg(senders)
                 .arg(unread.message.0)
                 .arg(unread.sender.0)
                 .arg(CAP)
-                .invoke_async(&mut connection)
-                .await?;
+                .ignore();
         }
+        let _: () = pipe.query_async(&mut connection).await?;
         Ok(())
     }
 

@@ -385,3 +385,52 @@ mod tests {
         assert!((2800..3200).contains(&threes), "{threes}");
     }
 }
+
+/// The dialogs benchmark's requests: `dialogs` random pairs of `users` sampled users, each
+/// user with a fresh session. Sends go both ways (`POST PATH TOKEN JSON` lines for
+/// agora-bench); list reads are each dialog's first page, read by either side.
+#[derive(Debug, Default)]
+pub struct DialogsScenario {
+    pub sends: Vec<String>,
+    pub lists: Vec<String>,
+}
+
+pub async fn dialogs_scenario(
+    pool: &DbPool,
+    users: usize,
+    dialogs: usize,
+    seed: u64,
+) -> anyhow::Result<DialogsScenario> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut sampled: Vec<i64> = sample(pool, "users", "id", users.max(2), seed)
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    sampled.truncate(users.max(2));
+    if sampled.len() < 2 {
+        bail!("the dialogs scenario needs at least two users");
+    }
+    let tokens = sessions_for(pool, &sampled).await?;
+    let mut scenario = DialogsScenario::default();
+    for at in 0..dialogs {
+        let a = rng.gen_range(0..sampled.len());
+        let mut b = rng.gen_range(0..sampled.len() - 1);
+        if b >= a {
+            b += 1;
+        }
+        for (from, to) in [(a, b), (b, a)] {
+            scenario.sends.push(format!(
+                "POST /dialog/{}/send {} {{\"text\":\"benchmark message {at}, from {} to {}\"}}",
+                sampled[to], tokens[from], sampled[from], sampled[to]
+            ));
+        }
+        let (reader, other) = if at % 2 == 0 { (a, b) } else { (b, a) };
+        scenario.lists.push(format!(
+            "/dialog/{}/list?limit=20 {}",
+            sampled[other], tokens[reader]
+        ));
+    }
+    scenario.sends.shuffle(&mut rng);
+    Ok(scenario)
+}
