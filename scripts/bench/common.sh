@@ -29,6 +29,19 @@ ensure_bench_data() {
   fi
 }
 
+# Waits until the server on $LISTEN (pid $SERVER_PID, log $WORK/server.log) is ready with no
+# degraded part; dies if it exits or takes over 20 s.
+wait_ready() {
+  local _
+  for _ in $(seq 100); do
+    python3 -c 'import sys, json, urllib.request; b = json.load(urllib.request.urlopen(sys.argv[1], timeout=2)); sys.exit(0 if b.get("status") == "ready" and "degraded" not in b else 1)' \
+      "http://$LISTEN/ready" 2>/dev/null && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "server exited"; }
+    sleep 0.2
+  done
+  die "server not ready (without degraded parts) on $LISTEN"
+}
+
 # --- CPU accounting -------------------------------------------------------------------------
 # Needs WORK, LISTEN, SERVER_PID, LEVELS, WARMUP, DURATION from the study, and AGORA_PG_PID
 # (the postmaster) and AGORA_REDIS_PID from ./dev bench.

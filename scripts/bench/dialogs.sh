@@ -80,16 +80,7 @@ configure() {
 start_server() {
   "$BIN/agora" serve --listen "$LISTEN" >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
-  local ready=""
-  for _ in $(seq 100); do
-    if python3 -c 'import sys, json, urllib.request; b = json.load(urllib.request.urlopen(sys.argv[1], timeout=2)); sys.exit(0 if b.get("status") == "ready" and "degraded" not in b else 1)' "http://$LISTEN/ready" 2>/dev/null; then
-      ready=1
-      break
-    fi
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "server exited"; }
-    sleep 0.2
-  done
-  [[ -n $ready ]] || die "server not ready on $LISTEN"
+  wait_ready
 }
 
 # --- data ---------------------------------------------------------------------------------

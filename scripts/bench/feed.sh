@@ -79,16 +79,7 @@ start_platform() {
   env AGORA_NAMESPACE="$namespace" AGORA_LISTEN=$LISTEN AGORA_OPS_LISTEN=api "$@" "$BIN/agora" serve >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
-  local ready=""
-  for _ in $(seq 100); do
-    if python3 -c 'import sys, json, urllib.request; b = json.load(urllib.request.urlopen(sys.argv[1], timeout=2)); sys.exit(0 if "degraded" not in b else 1)' "http://$LISTEN/ready" 2>/dev/null; then
-      ready=1
-      break
-    fi
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "server exited"; }
-    sleep 0.2
-  done
-  [[ -n $ready ]] || die "server not ready (without degraded parts) on $LISTEN"
+  wait_ready
 }
 
 # --- 1. feed reads, 2. propagation with the celebrity pulled, 3. live -----------------------

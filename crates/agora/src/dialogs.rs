@@ -23,30 +23,30 @@ pub enum DialogsCommand {
 #[derive(Args)]
 pub struct RepairArgs {
     #[command(flatten)]
-    database: DatabaseConfig,
-
-    #[command(flatten)]
-    redis: RedisConfig,
-
-    /// The deployment's namespace: where its counters are.
-    #[arg(long = "namespace", env = "AGORA_NAMESPACE", default_value = "agora")]
-    namespace: String,
+    deployment: Deployment,
 
     #[command(flatten)]
     dialogs: agora_dialogs::DialogsConfig,
 }
 
+/// The deployment an operator command works on.
 #[derive(Args)]
-pub struct ReshardArgs {
+pub struct Deployment {
     #[command(flatten)]
     database: DatabaseConfig,
 
     #[command(flatten)]
     redis: RedisConfig,
 
-    /// The deployment's namespace: where running instances hear that the map changed.
+    /// The deployment's namespace: its Redis keys, and where its instances hear of changes.
     #[arg(long = "namespace", env = "AGORA_NAMESPACE", default_value = "agora")]
     namespace: String,
+}
+
+#[derive(Args)]
+pub struct ReshardArgs {
+    #[command(flatten)]
+    deployment: Deployment,
 
     /// The server to move shards onto: `name=postgres://…`.
     #[arg(long = "to")]
@@ -73,9 +73,9 @@ pub async fn run(command: DialogsCommand) -> anyhow::Result<()> {
             let sides = agora_dialogs::repair_unread(
                 &args.dialogs,
                 agora_dialogs::Shared {
-                    database: &args.database,
-                    redis: &args.redis,
-                    key_prefix: format!("{}:", args.namespace),
+                    database: &args.deployment.database,
+                    redis: &args.deployment.redis,
+                    key_prefix: format!("{}:", args.deployment.namespace),
                     auth: &auth,
                 },
             )
@@ -88,12 +88,14 @@ pub async fn run(command: DialogsCommand) -> anyhow::Result<()> {
 
 async fn reshard_command(args: ReshardArgs) -> anyhow::Result<()> {
     let shards = match args.count {
-        Some(count) => reshard::choose_shards(&args.database.url, &args.to.name, count).await?,
+        Some(count) => {
+            reshard::choose_shards(&args.deployment.database.url, &args.to.name, count).await?
+        }
         None => args.shards.iter().copied().map(LogicalShard).collect(),
     };
     let changes = Invalidations::new(
-        Redis::new(&args.redis)?,
-        map_channel(&format!("{}:", args.namespace)),
+        Redis::new(&args.deployment.redis)?,
+        map_channel(&format!("{}:", args.deployment.namespace)),
     );
     println!(
         "reshard: moving {} logical shards to {}",
@@ -101,7 +103,7 @@ async fn reshard_command(args: ReshardArgs) -> anyhow::Result<()> {
         args.to.name
     );
     let reports = reshard::move_shards(
-        &args.database.url,
+        &args.deployment.database.url,
         &args.to,
         &shards,
         || changes.announce(0),

@@ -59,36 +59,28 @@ pub struct Shared<'a> {
     pub auth: &'a AuthConfig,
 }
 
-/// Dialogs as a service of the platform. Fails only on invalid configuration or an empty shard
-/// map; servers that are down are retried by each request.
+/// Dialogs as a service of the platform. Fails only on invalid configuration; an empty shard
+/// map (no shard servers yet) and servers that are down are answered 503 per request.
 pub async fn service(
     config: &DialogsConfig,
     shared: Shared<'_>,
 ) -> anyhow::Result<agora_platform::service::Service> {
     let main = db::connect_pool(shared.database, "agora-dialogs")?;
-    let redis = Redis::new(shared.redis)?;
-    let sessions = Sessions::new(
-        main.clone(),
-        SessionCache::new(shared.auth, redis.clone(), &shared.key_prefix),
-    );
-    let redis_for_counters = redis.clone();
-    let shards = shards::Shards::connect(
-        main.clone(),
-        shared.database,
-        redis,
-        &shared.key_prefix,
-        config,
-    )
-    .await?;
-    let counters = unread::UnreadCounters::new(redis_for_counters, &shared.key_prefix);
-    let dialogs = service::Dialogs::new(shards, main, sessions, counters, config);
-    Ok(http::service(dialogs))
+    Ok(http::service(dialogs(config, shared, main).await?))
 }
 
 /// Rebuilds every unread counter from the shards (`agora dialogs repair-unread`); how many
 /// dialog sides were set.
 pub async fn repair_unread(config: &DialogsConfig, shared: Shared<'_>) -> anyhow::Result<u64> {
     let main = db::connect_batch_pool(shared.database, "agora-dialogs-repair")?;
+    Ok(dialogs(config, shared, main).await?.repair_unread().await?)
+}
+
+async fn dialogs(
+    config: &DialogsConfig,
+    shared: Shared<'_>,
+    main: db::DbPool,
+) -> anyhow::Result<service::Dialogs> {
     let redis = Redis::new(shared.redis)?;
     let sessions = Sessions::new(
         main.clone(),
@@ -103,8 +95,9 @@ pub async fn repair_unread(config: &DialogsConfig, shared: Shared<'_>) -> anyhow
         config,
     )
     .await?;
-    let dialogs = service::Dialogs::new(shards, main, sessions, counters, config);
-    Ok(dialogs.repair_unread().await?)
+    Ok(service::Dialogs::new(
+        shards, main, sessions, counters, config,
+    ))
 }
 
 /// Applies the shard map's migrations to the main database and, when the map is empty, fills it

@@ -80,25 +80,41 @@ pub async fn fill_empty_map(database_url: &str, config: &DialogsConfig) -> anyho
                 &[&shards],
             )
             .await?;
-        tx.execute(
-            "INSERT INTO dialog_shard_servers (name, url) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url",
-            &[&server.name, &server.url],
-        )
-        .await?;
+        upsert_server(&tx, server).await?;
         tx.execute(
             "INSERT INTO dialog_shard_map (logical_shard, server) SELECT unnest($1::int[]), $2",
             &[&shards, &server.name],
         )
         .await?;
     }
+    bump_map_version(&tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Every change of the map bumps its version, in the change's transaction.
+async fn bump_map_version(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
     tx.execute(
         "UPDATE dialog_shard_map_version SET version = version + 1",
         &[],
     )
     .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
+}
+
+/// Adds a shard server to the map's list, or points its name at a new URL.
+async fn upsert_server(
+    control: &impl tokio_postgres::GenericClient,
+    server: &ShardServer,
+) -> anyhow::Result<()> {
+    control
+        .execute(
+            "INSERT INTO dialog_shard_servers (name, url) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url",
+            &[&server.name, &server.url],
+        )
+        .await?;
+    Ok(())
 }
 
 /// What moving one logical shard did.
@@ -162,13 +178,7 @@ where
 {
     db::run_migrations(&target.url, crate::shard_migrations()).await?;
     let mut control = connect(database_url).await?;
-    control
-        .execute(
-            "INSERT INTO dialog_shard_servers (name, url) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url",
-            &[&target.name, &target.url],
-        )
-        .await?;
+    upsert_server(&control, target).await?;
     let target_db = connect(&target.url).await?;
     let mut reports = Vec::new();
     for &shard in shards {
@@ -250,11 +260,7 @@ where
             &[&shard.0, &target.name],
         )
         .await?;
-        tx.execute(
-            "UPDATE dialog_shard_map_version SET version = version + 1",
-            &[],
-        )
-        .await?;
+        bump_map_version(&tx).await?;
         tx.commit().await?;
         report.frozen = frozen_at.elapsed();
         announce().await;

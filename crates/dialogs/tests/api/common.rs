@@ -16,6 +16,7 @@ use agora_platform::config::{DatabaseConfig, HttpConfig};
 use agora_platform::db;
 use agora_platform::ids::UserId;
 use agora_platform::session::Sessions;
+pub use agora_platform::testing::eventually;
 use agora_platform::testing::{TestDatabase, shard_admin_urls};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -234,25 +235,6 @@ pub async fn assert_error(response: reqwest::Response, status: StatusCode) -> Va
     );
     assert!(body["request_id"].as_str().is_some(), "{body}");
     body
-}
-
-/// Polls `check` until it returns Some, for up to 15 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 impl DialogsApp {

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub use agora_platform::testing::proxy;
+pub use agora_platform::testing::{eventually, proxy};
 
 use std::net::SocketAddr;
 
@@ -432,25 +432,6 @@ pub async fn assert_no_live_post(socket: &mut LiveSocket, millis: u64) {
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(other) => panic!("expected silence, got {other:?}"),
         }
-    }
-}
-
-/// Polls `check` until it returns Some, for up to 15 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
