@@ -29,6 +29,15 @@ ensure_bench_data() {
   fi
 }
 
+# A PNG beside every chart of the report $OUT/$STEM (the Markdown embeds PNGs; GitHub shows
+# them where it would not render our SVG fonts the same).
+render_pngs() {
+  local svg
+  for svg in "$OUT/$STEM"-*.svg; do
+    rsvg-convert --background-color=white -o "${svg%.svg}.png" "$svg"
+  done
+}
+
 # Waits until the server on $LISTEN (pid $SERVER_PID, log $WORK/server.log) is ready with no
 # degraded part; dies if it exits or takes over 20 s.
 wait_ready() {

@@ -160,7 +160,5 @@ server_version=$(sql -c "SHOW server_version")
   --note "Server, every PostgreSQL server, Redis and the load tool share this machine's cores" \
   --out "$OUT" --stem "$STEM" >/dev/null
 
-for svg in "$OUT/$STEM"-*.svg; do
-  rsvg-convert --background-color=white -o "${svg%.svg}.png" "$svg"
-done
+render_pngs
 note "report: $OUT/$STEM.md"

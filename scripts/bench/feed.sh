@@ -175,7 +175,5 @@ cpu_table ceiling reads-before reads >"$WORK/cpu.md"
   --note "Server, worker, PostgreSQL, Redis, RabbitMQ and the load tool share this machine's cores" \
   --out "$OUT" --stem "$STEM" >/dev/null
 
-for svg in "$OUT/$STEM"-*.svg; do
-  rsvg-convert --background-color=white -o "${svg%.svg}.png" "$svg"
-done
+render_pngs
 note "report: $OUT/$STEM.md"

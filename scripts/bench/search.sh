@@ -180,7 +180,5 @@ server_version=$(setting server_version)
   --note "Server, PostgreSQL and load tool share this machine's cores" \
   --out "$OUT" --stem "$STEM" >/dev/null
 
-for svg in "$OUT/$STEM"-*.svg; do
-  rsvg-convert --background-color=white -o "${svg%.svg}.png" "$svg"
-done
+render_pngs
 note "report: $OUT/$STEM.md"

@@ -47,12 +47,6 @@ impl DialogsError {
     }
 }
 
-impl From<ApiError> for DialogsError {
-    fn from(error: ApiError) -> Self {
-        DialogsError::InvalidInput(error.message)
-    }
-}
-
 impl IntoResponse for DialogsError {
     fn into_response(self) -> Response {
         match self {

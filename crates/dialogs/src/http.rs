@@ -44,7 +44,7 @@ pub fn router(dialogs: Dialogs) -> Router {
 /// following the shard map.
 pub fn service(dialogs: Dialogs) -> Service {
     let shards = dialogs.shards().clone();
-    let sessions = dialogs.cache().clone();
+    let sessions = dialogs.sessions().cache().clone();
     let for_ready = shards.clone();
     // Optional: a shard server that is down takes only its own dialogs out of service.
     let ops = OpsEndpoints::default().optional_check("dialog_shards", move || {

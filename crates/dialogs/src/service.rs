@@ -33,14 +33,6 @@ struct State {
     move_wait: Duration,
 }
 
-impl std::ops::Deref for Dialogs {
-    type Target = Sessions;
-
-    fn deref(&self) -> &Sessions {
-        &self.inner.sessions
-    }
-}
-
 impl axum::extract::FromRef<Dialogs> for Sessions {
     fn from_ref(dialogs: &Dialogs) -> Sessions {
         dialogs.inner.sessions.clone()
@@ -52,10 +44,6 @@ impl axum::extract::FromRef<Dialogs> for Sessions {
 pub struct DialogEntry {
     pub with: UserId,
     pub last_message: Message,
-    /// The last message's recipient.
-    pub last_to: UserId,
-    /// What the caller has read up to.
-    pub read_upto: i64,
 }
 
 impl Dialogs {
@@ -77,6 +65,11 @@ impl Dialogs {
                 move_wait: config.move_wait(),
             }),
         }
+    }
+
+    /// The sessions it checks tokens against.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
     }
 
     pub fn shards(&self) -> &Shards {
@@ -205,28 +198,13 @@ impl Dialogs {
         summaries.truncate(limit as usize);
         Ok(summaries
             .into_iter()
-            .map(|summary| {
-                let caller_is_low = summary.key.low == user;
-                let with = if caller_is_low {
+            .map(|summary| DialogEntry {
+                with: if summary.key.low == user {
                     summary.key.high
                 } else {
                     summary.key.low
-                };
-                let last_to = if summary.last_message.from == user {
-                    with
-                } else {
-                    user
-                };
-                DialogEntry {
-                    with,
-                    last_to,
-                    read_upto: if caller_is_low {
-                        summary.low_read_upto
-                    } else {
-                        summary.high_read_upto
-                    },
-                    last_message: summary.last_message,
-                }
+                },
+                last_message: summary.last_message,
             })
             .collect())
     }

@@ -116,8 +116,9 @@ pub struct Shards {
 struct Inner {
     control: DbPool,
     map: RwLock<Arc<ShardMap>>,
-    /// Pools by server name and URL (a server whose URL changed gets a new pool).
-    pools: Mutex<HashMap<(String, String), DbPool>>,
+    /// Pools by server name, with the URL each was made for (a server whose URL changed
+    /// gets a new pool).
+    pools: Mutex<HashMap<String, (String, DbPool)>>,
     database: DatabaseConfig,
     pool_size: u32,
     changes: Invalidations,
@@ -203,8 +204,9 @@ impl Shards {
     /// The pool of a server, made on first use.
     pub fn pool(&self, name: &str, url: &str) -> Result<DbPool, DbError> {
         let mut pools = self.inner.pools.lock().expect("not poisoned");
-        let key = (name.to_owned(), url.to_owned());
-        if let Some(pool) = pools.get(&key) {
+        if let Some((made_for, pool)) = pools.get(name)
+            && made_for == url
+        {
             return Ok(pool.clone());
         }
         let config = DatabaseConfig {
@@ -214,30 +216,27 @@ impl Shards {
         };
         let pool = db::connect_pool(&config, "agora-dialogs")
             .map_err(|error| DbError::Unavailable(format!("{error:#}")))?;
-        pools.insert(key, pool.clone());
+        pools.insert(name.to_owned(), (url.to_owned(), pool.clone()));
         Ok(pool)
     }
 
-    /// Every server of the map with its pool (a user's dialog list asks them all).
+    /// Every server that holds shards, with its pool (a user's dialog list asks them all).
     pub fn all_servers(&self, map: &ShardMap) -> Result<Vec<ShardServerPool>, DbError> {
-        let mut names: Vec<&String> = map.servers.keys().collect();
-        names.sort();
-        names
-            .into_iter()
-            .filter(|name| map.owners.contains(name))
-            .map(|name| {
-                Ok(ShardServerPool {
-                    name: name.clone(),
-                    pool: self.pool(name, &map.servers[name])?,
-                })
-            })
-            .collect()
+        self.servers_where(map, |name| map.owners.iter().any(|owner| owner == name))
     }
 
     /// Every server listed, holding shards or not (an old server may still have outbox rows
     /// to sweep after its shards moved away).
     pub fn all_servers_listed(&self, map: &ShardMap) -> Result<Vec<ShardServerPool>, DbError> {
-        let mut names: Vec<&String> = map.servers.keys().collect();
+        self.servers_where(map, |_| true)
+    }
+
+    fn servers_where(
+        &self,
+        map: &ShardMap,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<ShardServerPool>, DbError> {
+        let mut names: Vec<&String> = map.servers.keys().filter(|name| keep(name)).collect();
         names.sort();
         names
             .into_iter()
@@ -248,11 +247,6 @@ impl Shards {
                 })
             })
             .collect()
-    }
-
-    /// Tells every instance the map changed. Call after the change committed.
-    pub async fn announce_change(&self) {
-        self.inner.changes.announce(0).await;
     }
 
     /// Re-reads the map on every announcement and every poll period until `stop` turns true.

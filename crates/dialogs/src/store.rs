@@ -19,9 +19,6 @@ pub struct Message {
 pub struct DialogSummary {
     pub key: DialogKey,
     pub last_message: Message,
-    /// What each side has read up to.
-    pub low_read_upto: i64,
-    pub high_read_upto: i64,
 }
 
 /// Whether the server holds the logical shard open for writes.
@@ -160,8 +157,7 @@ pub async fn dialogs_of(
     // new server answers for them.
     let statement = db
         .prepare_cached(
-            "SELECT d.dialog_low, d.dialog_high, d.low_read_upto, d.high_read_upto, \
-                    m.id, m.sender, m.text \
+            "SELECT d.dialog_low, d.dialog_high, m.id, m.sender, m.text \
              FROM ( \
                  (SELECT * FROM dialogs WHERE dialog_low = $1 \
                   ORDER BY last_message_id DESC LIMIT $2) \
@@ -183,12 +179,10 @@ pub async fn dialogs_of(
                 low: UserId(row.get(0)),
                 high: UserId(row.get(1)),
             },
-            low_read_upto: row.get(2),
-            high_read_upto: row.get(3),
             last_message: Message {
-                id: MessageId(row.get(4)),
-                from: UserId(row.get(5)),
-                text: row.get(6),
+                id: MessageId(row.get(2)),
+                from: UserId(row.get(3)),
+                text: row.get(4),
             },
         })
         .collect())

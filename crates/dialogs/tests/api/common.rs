@@ -266,20 +266,11 @@ impl DialogsApp {
     /// Deletes this deployment's dialog keys from Redis, as a Redis restart without
     /// persistence would.
     pub async fn flush_dialog_keys(&self) {
-        let client = redis::Client::open(redis_url()).unwrap();
-        let mut redis = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:dialogs:*", self.namespace))
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-        }
+        agora_platform::testing::delete_redis_keys(
+            &redis_url(),
+            &format!("{}:dialogs:*", self.namespace),
+        )
+        .await;
     }
 
     /// Rows waiting in the shards' unread outboxes.

@@ -218,6 +218,28 @@ async fn sweep_orphans(admin: &tokio_postgres::Client, service: &str) {
     }
 }
 
+/// Deletes the keys matching `pattern` from the Redis at `url`, as a flush of one test's
+/// keys would (tests share the Redis).
+pub async fn delete_redis_keys(url: &str, pattern: &str) {
+    let client = redis::Client::open(url).expect("a valid Redis URL");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test Redis answers");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut redis)
+        .await
+        .expect("KEYS");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut redis)
+            .await
+            .expect("DEL");
+    }
+}
+
 /// Polls `check` every 50 ms until it returns Some, for up to 15 s; panics naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where

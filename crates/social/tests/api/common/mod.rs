@@ -208,20 +208,8 @@ impl TestApp {
 
     /// Deletes every Redis key of this app, as FLUSHALL would (other tests share the Redis).
     pub async fn flush_redis(&self) {
-        let mut redis = self.redis().await;
         let pattern = format!("{}*", self.config.feed.key_prefix());
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-        }
+        agora_platform::testing::delete_redis_keys(&redis_url(), &pattern).await;
     }
 
     /// Creates a post through the API and returns its id.
