@@ -1,6 +1,7 @@
 //! `agora feed`: maintenance of the cached feeds.
 
 use agora_platform::db;
+use agora_platform::replicas::Database;
 use agora_social::SocialConfig;
 use agora_social::service::SocialService;
 use clap::Subcommand;
@@ -36,7 +37,7 @@ pub async fn run(command: FeedCommand) -> anyhow::Result<()> {
 
 async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
     let pool = db::connect_batch_pool(&args.config.database, "agora-feed-rebuild")?;
-    let service = SocialService::new(pool.clone(), &args.config)?;
+    let service = SocialService::new(Database::single(pool.clone()), &args.config)?;
     let rebuild = |user: i64| {
         let service = service.clone();
         async move {

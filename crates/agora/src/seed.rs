@@ -2,6 +2,7 @@
 
 use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
+use agora_platform::replicas::Database;
 use agora_social::SocialConfig;
 use agora_social::service::SocialService;
 use clap::Subcommand;
@@ -105,7 +106,7 @@ pub async fn run(command: SeedCommand) -> anyhow::Result<()> {
         }
         SeedCommand::Demo(config) => {
             let pool = db::connect_batch_pool(&config.database, "agora-seed")?;
-            let service = SocialService::new(pool, &config)?;
+            let service = SocialService::new(Database::single(pool), &config)?;
             let summary = agora_social::demo::load(&service)
                 .await
                 .map_err(|error| anyhow::anyhow!("loading demo data: {error}"))?;

@@ -1,41 +1,9 @@
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
 
 /// A shard server as configured: `name=postgres://…`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardServer {
-    pub name: String,
-    pub url: String,
-}
-
-impl FromStr for ShardServer {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (name, url) = text
-            .split_once('=')
-            .ok_or_else(|| format!("{text:?} is not name=postgres://… (AGORA_DIALOG_SHARDS)"))?;
-        let valid_name = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_name {
-            return Err(format!(
-                "shard server name {name:?} must be 1-63 letters, digits, '_' or '-'"
-            ));
-        }
-        tokio_postgres::Config::from_str(url).map_err(|error| {
-            format!("shard server {name}: {url:?} is not a PostgreSQL URL: {error}")
-        })?;
-        Ok(Self {
-            name: name.to_owned(),
-            url: url.to_owned(),
-        })
-    }
-}
+pub use agora_platform::config::NamedServer as ShardServer;
 
 /// The dialogs service's own settings; flags or `AGORA_*` variables. It shares the main
 /// database (sessions, users, the shard map), Redis and the namespace with the others.

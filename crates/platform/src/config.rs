@@ -2,6 +2,7 @@
 //! environment variable with a documented default, and is validated before anything starts.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -48,6 +49,49 @@ pub struct DatabaseConfig {
         default_value_t = 5_000
     )]
     pub statement_timeout_ms: u64,
+
+    /// Read replicas of the primary, comma-separated `name=postgres://…` (docs/replication.md).
+    /// Reads that tolerate a little lag go to the healthy ones, round-robin. A listed server
+    /// that is not in recovery (the primary, say after a failover) is left out of rotation.
+    #[arg(
+        long = "database-replicas",
+        env = "AGORA_DATABASE_REPLICAS",
+        value_delimiter = ','
+    )]
+    pub replicas: Vec<NamedServer>,
+
+    /// A replica further behind the primary than this, in milliseconds, leaves rotation.
+    #[arg(
+        long = "replica-max-lag-ms",
+        env = "AGORA_REPLICA_MAX_LAG_MS",
+        default_value_t = 10_000
+    )]
+    pub replica_max_lag_ms: u64,
+
+    /// A replica further behind the primary than this many bytes of WAL leaves rotation.
+    #[arg(
+        long = "replica-max-lag-bytes",
+        env = "AGORA_REPLICA_MAX_LAG_BYTES",
+        default_value_t = 8 * 1024 * 1024
+    )]
+    pub replica_max_lag_bytes: u64,
+
+    /// Milliseconds between health checks of the replicas.
+    #[arg(long = "replica-check-ms", env = "AGORA_REPLICA_CHECK_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub replica_check_ms: u64,
+
+    /// How long one health check may take, in milliseconds; a slower replica counts as down,
+    /// so that one stalled server cannot stall the requests routed to it.
+    #[arg(long = "replica-check-timeout-ms", env = "AGORA_REPLICA_CHECK_TIMEOUT_MS",
+          default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub replica_check_timeout_ms: u64,
+
+    /// Seconds after a user's write during which their reads go only to replicas that have
+    /// replayed it (read-your-writes).
+    #[arg(long = "read-your-writes-secs", env = "AGORA_READ_YOUR_WRITES_SECS",
+          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_your_writes_secs: u64,
 }
 
 impl DatabaseConfig {
@@ -58,6 +102,12 @@ impl DatabaseConfig {
             wait_timeout_ms: 10_000,
             connect_timeout_ms: 2_000,
             statement_timeout_ms: 5_000,
+            replicas: Vec::new(),
+            replica_max_lag_ms: 10_000,
+            replica_max_lag_bytes: 8 * 1024 * 1024,
+            replica_check_ms: 1_000,
+            replica_check_timeout_ms: 250,
+            read_your_writes_secs: 30,
         }
     }
 
@@ -67,6 +117,40 @@ impl DatabaseConfig {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+/// A PostgreSQL server as configured: `name=postgres://…`. The name labels its metrics and
+/// its pool; the URL is validated at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedServer {
+    pub name: String,
+    pub url: String,
+}
+
+impl FromStr for NamedServer {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (name, url) = text
+            .split_once('=')
+            .ok_or_else(|| format!("{text:?} is not name=postgres://…"))?;
+        let valid_name = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_name {
+            return Err(format!(
+                "server name {name:?} must be 1-63 letters, digits, '_' or '-'"
+            ));
+        }
+        tokio_postgres::Config::from_str(url)
+            .map_err(|error| format!("server {name}: {url:?} is not a PostgreSQL URL: {error}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            url: url.to_owned(),
+        })
     }
 }
 

@@ -77,6 +77,22 @@ pub enum DbError {
     /// The statement failed for another reason (constraint, bug).
     #[error("database query failed: {0}")]
     Query(#[source] tokio_postgres::Error),
+    /// The connection broke during COMMIT: the transaction may have committed or not.
+    #[error("commit outcome unknown: {0}")]
+    OutcomeUnknown(String),
+}
+
+/// Commits `tx`. A connection that breaks during COMMIT (the primary failing over, say) leaves
+/// the outcome unknown: the server may have committed and lost only its answer. That is told
+/// apart from "unavailable", so that nobody repeats such a write blindly.
+pub async fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<(), DbError> {
+    tx.commit().await.map_err(|error| {
+        if is_connectivity_error(&error) {
+            DbError::OutcomeUnknown(error.to_string())
+        } else {
+            error.into()
+        }
+    })
 }
 
 impl From<tokio_postgres::Error> for DbError {
@@ -111,6 +127,14 @@ impl From<DbError> for crate::error::ApiError {
                 ApiError::unavailable(
                     ErrorCode::DatabaseUnavailable,
                     "the database is unavailable; retry shortly",
+                )
+            }
+            DbError::OutcomeUnknown(cause) => {
+                tracing::warn!(error = %cause, "connection lost during commit");
+                ApiError::unavailable(
+                    ErrorCode::OutcomeUnknown,
+                    "the database connection broke while saving the change: it may or may not \
+                     have been saved; read it back before repeating it",
                 )
             }
             DbError::TimedOut(cause) => {

@@ -30,6 +30,7 @@ pub enum ErrorCode {
     DatabaseUnavailable = 5001,
     Overloaded = 5002,
     CacheUnavailable = 5003,
+    OutcomeUnknown = 5004,
 }
 
 /// A response-ready error: status, class, human message and an optional retry hint.

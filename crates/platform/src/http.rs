@@ -361,7 +361,7 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
 }
 
 pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
-type ReadinessCheck = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
+pub type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
 
 /// `/health` (the process answers), `/ready` (its dependencies answer) and `/metrics`.
@@ -369,9 +369,13 @@ type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
 pub struct OpsEndpoints {
     /// (name, check, critical): a failing critical check makes `/ready` answer 503; a failing
     /// optional one (a cache with a fallback) is listed under `degraded` with a 200.
-    checks: Vec<(&'static str, ReadinessCheck, bool)>,
+    checks: Vec<(&'static str, CheckFn, bool)>,
     scrape_hooks: Vec<ScrapeHook>,
+    /// Extra sections of `/ready` (name, what to show): state that informs without deciding.
+    details: Vec<(&'static str, DetailFn)>,
 }
+
+type DetailFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// How long one readiness check may take; a slow dependency counts as not ready.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -400,6 +404,17 @@ impl OpsEndpoints {
     pub fn merge(mut self, other: OpsEndpoints) -> Self {
         self.checks.extend(other.checks);
         self.scrape_hooks.extend(other.scrape_hooks);
+        self.details.extend(other.details);
+        self
+    }
+
+    /// A section of `/ready`'s body under `name`, from `detail` at each request.
+    pub fn detail(
+        mut self,
+        name: &'static str,
+        detail: impl Fn() -> serde_json::Value + Send + Sync + 'static,
+    ) -> Self {
+        self.details.push((name, Arc::new(detail)));
         self
     }
 
@@ -460,6 +475,9 @@ async fn readiness(ops: Arc<OpsEndpoints>, draining: Draining) -> Response {
     let mut body = json!({"status": if ready { "ready" } else { "degraded" }, "checks": checks});
     if !degraded.is_empty() {
         body["degraded"] = json!(degraded);
+    }
+    for (name, detail) in &ops.details {
+        body[*name] = detail();
     }
     let body = Json(body);
     if ready {

@@ -16,6 +16,7 @@ pub mod http;
 pub mod ids;
 pub mod invalidation;
 pub mod outbox;
+pub mod replicas;
 pub mod server;
 pub mod service;
 pub mod session;

@@ -8,6 +8,7 @@ use agora_platform::auth::{LoginLimiter, SessionCache};
 use agora_platform::cache::CacheError;
 use agora_platform::credentials::PasswordHasher;
 use agora_platform::db::DbPool;
+use agora_platform::replicas::Database;
 use agora_platform::ids::UserId;
 use agora_platform::session::Sessions;
 
@@ -56,9 +57,11 @@ pub struct ServiceState {
 
 impl SocialService {
     /// Fails only on invalid configuration; Redis is connected on first use.
-    pub fn new(pool: DbPool, config: &SocialConfig) -> anyhow::Result<Self> {
-        let store = Store::new(pool.clone()).with_search_order(config.search_order);
+    /// `database` is the primary with the replicas reads may use (see [`SocialService::connect`]).
+    pub fn new(database: Database, config: &SocialConfig) -> anyhow::Result<Self> {
         let cache = FeedCache::from_config(&config.feed)?;
+        let pool = database.primary().clone();
+        let store = Store::new(database).with_search_order(config.search_order);
         let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
         let sessions = Sessions::new(
             pool.clone(),
@@ -93,6 +96,22 @@ impl SocialService {
                 login_limiter,
             }),
         })
+    }
+
+    /// The service on the configured primary and replicas, read-your-writes marks in Redis.
+    pub fn connect(config: &SocialConfig) -> anyhow::Result<Self> {
+        let redis = agora_platform::cache::Redis::new(&config.feed.redis)?;
+        let database = Database::connect(
+            &config.database,
+            "agora-social",
+            redis,
+            &config.feed.key_prefix(),
+        )?;
+        Self::new(database, config)
+    }
+
+    pub fn database(&self) -> &Database {
+        self.store.database()
     }
 
     pub fn feed(&self) -> &FeedReader {
@@ -215,15 +234,22 @@ impl SocialService {
         Ok((user.0, valid_for))
     }
 
-    pub async fn user(&self, id: i64) -> Result<UserRecord, SocialError> {
+    /// A profile; `reader` (when the request is signed in) sees their own latest writes.
+    pub async fn user(&self, id: i64, reader: Option<i64>) -> Result<UserRecord, SocialError> {
+        let fresh = self.store.freshness_for(reader).await;
         self.store
-            .user(id)
+            .user(id, fresh)
             .await?
             .ok_or(SocialError::NotFound("user not found"))
     }
 
-    pub async fn search(&self, search: &NameSearch) -> Result<Vec<UserRecord>, SocialError> {
-        Ok(self.store.search_users(search).await?)
+    pub async fn search(
+        &self,
+        search: &NameSearch,
+        reader: Option<i64>,
+    ) -> Result<Vec<UserRecord>, SocialError> {
+        let fresh = self.store.freshness_for(reader).await;
+        Ok(self.store.search_users(search, fresh).await?)
     }
 
     pub async fn add_friend(&self, user_id: i64, friend_id: i64) -> Result<(), SocialError> {
@@ -255,9 +281,10 @@ impl SocialService {
         Ok(self.store.create_post(author_id, text).await?)
     }
 
-    pub async fn post(&self, id: i64) -> Result<PostRecord, SocialError> {
+    pub async fn post(&self, id: i64, reader: Option<i64>) -> Result<PostRecord, SocialError> {
+        let fresh = self.store.freshness_for(reader).await;
         self.store
-            .post(id)
+            .post(id, fresh)
             .await?
             .ok_or(SocialError::NotFound("post not found"))
     }

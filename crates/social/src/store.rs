@@ -1,6 +1,11 @@
 //! SQL, and nothing else. Statements are prepared once per connection (`prepare_cached`).
+//!
+//! Reads that tolerate a little lag take a [`Freshness`] and may run on a replica; everything
+//! else (writes, transactions, reads that decide or fill a cache) runs on the primary. Writes
+//! record the writer's WAL position for read-your-writes.
 
-use agora_platform::db::{Connection, DbError, DbPool};
+use agora_platform::db::{self, Connection, DbError, DbPool};
+use agora_platform::replicas::{Database, Freshness};
 use time::Date;
 use tokio_postgres::Row;
 
@@ -74,14 +79,16 @@ pub enum SearchOrder {
 
 #[derive(Clone)]
 pub struct Store {
+    db: Database,
     pool: DbPool,
     search_order: SearchOrder,
 }
 
 impl Store {
-    pub fn new(pool: DbPool) -> Self {
+    pub fn new(db: Database) -> Self {
         Self {
-            pool,
+            pool: db.primary().clone(),
+            db,
             search_order: SearchOrder::Name,
         }
     }
@@ -95,6 +102,15 @@ impl Store {
 
     pub fn pool(&self) -> &DbPool {
         &self.pool
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// How fresh `reader`'s reads must be (see [`Database::freshness_for`]).
+    pub async fn freshness_for(&self, reader: Option<i64>) -> Freshness {
+        self.db.freshness_for(reader).await
     }
 
     pub async fn insert_user(&self, user: &NewUser, password_hash: &str) -> Result<i64, DbError> {
@@ -118,19 +134,24 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(row.get(0))
+        let id = row.get(0);
+        self.db.written(&db, id).await;
+        Ok(id)
     }
 
-    pub async fn user(&self, id: i64) -> Result<Option<UserRecord>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .await?;
-        Ok(db
-            .query_opt(&statement, &[&id])
-            .await?
-            .as_ref()
-            .map(UserRecord::from))
+    pub async fn user(&self, id: i64, fresh: Freshness) -> Result<Option<UserRecord>, DbError> {
+        self.db
+            .read_found(fresh, |db| async move {
+                let statement = db
+                    .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                    .await?;
+                Ok(db
+                    .query_opt(&statement, &[&id])
+                    .await?
+                    .as_ref()
+                    .map(UserRecord::from))
+            })
+            .await
     }
 
     pub async fn password_hash(&self, id: i64) -> Result<Option<String>, DbError> {
@@ -144,8 +165,21 @@ impl Store {
             .map(|row| row.get(0)))
     }
 
-    pub async fn search_users(&self, search: &NameSearch) -> Result<Vec<UserRecord>, DbError> {
-        let db = self.pool.get().await?;
+    pub async fn search_users(
+        &self,
+        search: &NameSearch,
+        fresh: Freshness,
+    ) -> Result<Vec<UserRecord>, DbError> {
+        self.db
+            .read(fresh, |db| async move { self.search_users_on(&db, search).await })
+            .await
+    }
+
+    async fn search_users_on(
+        &self,
+        db: &Connection,
+        search: &NameSearch,
+    ) -> Result<Vec<UserRecord>, DbError> {
         // lower() of the input here, not in Rust, so both sides use PostgreSQL's case mapping.
         //
         // A prefix is a byte-wise range (`~>=~`, `~<~`, the operators of the indexes'
@@ -243,7 +277,8 @@ impl Store {
         if inserted > 0 {
             append_outbox(&tx, FeedEventKind::FriendAdded, user_id, friend_id).await?;
         }
-        tx.commit().await?;
+        db::commit(tx).await?;
+        self.db.written(&db, user_id).await;
         Ok(true)
     }
 
@@ -256,7 +291,8 @@ impl Store {
         if tx.execute(&statement, &[&user_id, &friend_id]).await? > 0 {
             append_outbox(&tx, FeedEventKind::FriendRemoved, user_id, friend_id).await?;
         }
-        tx.commit().await?;
+        db::commit(tx).await?;
+        self.db.written(&db, user_id).await;
         Ok(())
     }
 
@@ -276,23 +312,24 @@ impl Store {
             .await?;
         let id: i64 = tx.query_one(&statement, &[&author_id, &text]).await?.get(0);
         append_outbox(&tx, FeedEventKind::PostCreated, author_id, id).await?;
-        tx.commit().await?;
+        db::commit(tx).await?;
+        self.db.written(&db, author_id).await;
         Ok(id)
     }
 
-    pub async fn post(&self, id: i64) -> Result<Option<PostRecord>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached("SELECT id, author_id, text FROM posts WHERE id = $1")
-            .await?;
-        Ok(db
-            .query_opt(&statement, &[&id])
-            .await?
-            .map(|row| PostRecord {
-                id: row.get(0),
-                author_id: row.get(1),
-                text: row.get(2),
-            }))
+    pub async fn post(&self, id: i64, fresh: Freshness) -> Result<Option<PostRecord>, DbError> {
+        self.db
+            .read_found(fresh, |db| async move {
+                let statement = db
+                    .prepare_cached("SELECT id, author_id, text FROM posts WHERE id = $1")
+                    .await?;
+                Ok(db
+                    .query_opt(&statement, &[&id])
+                    .await?
+                    .as_ref()
+                    .map(PostRecord::from_row))
+            })
+            .await
     }
 
     pub async fn update_post(
@@ -312,7 +349,10 @@ impl Store {
         if changed > 0 {
             append_outbox(&tx, FeedEventKind::PostUpdated, author_id, id).await?;
         }
-        tx.commit().await?;
+        db::commit(tx).await?;
+        if changed > 0 {
+            self.db.written(&db, author_id).await;
+        }
         self.ownership(&db, changed, id).await
     }
 
@@ -326,7 +366,10 @@ impl Store {
         if changed > 0 {
             append_outbox(&tx, FeedEventKind::PostDeleted, author_id, id).await?;
         }
-        tx.commit().await?;
+        db::commit(tx).await?;
+        if changed > 0 {
+            self.db.written(&db, author_id).await;
+        }
         self.ownership(&db, changed, id).await
     }
 
@@ -392,17 +435,21 @@ impl Store {
         user_id: i64,
         limit: i64,
         excluded: &[i64],
+        fresh: Freshness,
     ) -> Result<Vec<i64>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "SELECT p.id FROM friendships f CROSS JOIN LATERAL \
-                   (SELECT id FROM posts WHERE author_id = f.friend_id ORDER BY id DESC LIMIT $2) p \
-                 WHERE f.user_id = $1 AND f.friend_id <> ALL($3) ORDER BY p.id DESC LIMIT $2",
-            )
-            .await?;
-        let rows = db.query(&statement, &[&user_id, &limit, &excluded]).await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        self.db
+            .read(fresh, |db| async move {
+                let statement = db
+                    .prepare_cached(
+                        "SELECT p.id FROM friendships f CROSS JOIN LATERAL \
+                           (SELECT id FROM posts WHERE author_id = f.friend_id ORDER BY id DESC LIMIT $2) p \
+                         WHERE f.user_id = $1 AND f.friend_id <> ALL($3) ORDER BY p.id DESC LIMIT $2",
+                    )
+                    .await?;
+                let rows = db.query(&statement, &[&user_id, &limit, &excluded]).await?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            })
+            .await
     }
 
     /// Friends' posts with ids below `before`, newest first, skipping `skip`.
@@ -412,20 +459,24 @@ impl Store {
         before: i64,
         skip: i64,
         limit: i64,
+        fresh: Freshness,
     ) -> Result<Vec<PostRecord>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "SELECT p.id, p.author_id, p.text FROM friendships f CROSS JOIN LATERAL \
-                   (SELECT id, author_id, text FROM posts \
-                    WHERE author_id = f.friend_id AND id < $2 ORDER BY id DESC LIMIT $3::bigint + $4::bigint) p \
-                 WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $3 LIMIT $4",
-            )
-            .await?;
-        let rows = db
-            .query(&statement, &[&user_id, &before, &skip, &limit])
-            .await?;
-        Ok(rows.iter().map(PostRecord::from_row).collect())
+        self.db
+            .read(fresh, |db| async move {
+                let statement = db
+                    .prepare_cached(
+                        "SELECT p.id, p.author_id, p.text FROM friendships f CROSS JOIN LATERAL \
+                           (SELECT id, author_id, text FROM posts \
+                            WHERE author_id = f.friend_id AND id < $2 ORDER BY id DESC LIMIT $3::bigint + $4::bigint) p \
+                         WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $3 LIMIT $4",
+                    )
+                    .await?;
+                let rows = db
+                    .query(&statement, &[&user_id, &before, &skip, &limit])
+                    .await?;
+                Ok(rows.iter().map(PostRecord::from_row).collect())
+            })
+            .await
     }
 
     pub async fn posts_by_ids(&self, ids: &[i64]) -> Result<Vec<PostRecord>, DbError> {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use agora_platform::replicas::Freshness;
+
 use super::cache::{CachedPost, FeedCache, IdList};
 use crate::error::SocialError;
 use crate::store::{PostRecord, Store};
@@ -171,11 +173,13 @@ impl FeedReader {
         mut wanted: usize,
         page: &mut PageBuilder,
     ) -> Result<(), SocialError> {
+        // Deep pages read nothing that is cached afterwards: a replica may serve them.
+        let fresh = self.store.freshness_for(Some(user_id)).await;
         while wanted > 0 {
             let chunk = wanted.min(BODY_CHUNK);
             let posts = self
                 .store
-                .feed_posts_before(user_id, before, skip as i64, chunk as i64)
+                .feed_posts_before(user_id, before, skip as i64, chunk as i64, fresh)
                 .await?;
             skip = 0;
             let got = posts.len();
@@ -250,6 +254,10 @@ impl FeedReader {
     /// time, like the pushes that skip them). A post committed while this ran may have
     /// been pushed before the feed existed (and so skipped); re-reading the newest posts after
     /// storing, and pushing them (idempotently), closes that gap.
+    ///
+    /// The long read may run on a replica that has the user's own last write (a friendship
+    /// they just made, say). Friends' posts it has not replayed yet are the same gap, wider:
+    /// the re-read runs on the primary, so it closes that too for the newest posts.
     pub async fn rebuild(&self, user_id: i64) -> Result<IdList, SocialError> {
         // Labelled so that deployments sharing one Prometheus (or tests sharing one process)
         // can tell their rebuilds apart.
@@ -257,9 +265,10 @@ impl FeedReader {
             .increment(1);
         let capacity = self.cache.capacity;
         let celebrities = self.cache.celebrities().await?;
+        let fresh = self.store.freshness_for(Some(user_id)).await;
         let ids = self
             .store
-            .feed_ids(user_id, capacity as i64, &celebrities)
+            .feed_ids(user_id, capacity as i64, &celebrities, fresh)
             .await?;
         let feed = IdList {
             complete: ids.len() < capacity,
@@ -267,7 +276,10 @@ impl FeedReader {
         };
         self.cache.store_feed(user_id, &feed).await?;
         let newest = feed.ids.first().copied().unwrap_or(0);
-        let recent = self.store.feed_ids(user_id, 64, &celebrities).await?;
+        let recent = self
+            .store
+            .feed_ids(user_id, 64, &celebrities, Freshness::Primary)
+            .await?;
         let key = [self.cache.feed_key(user_id)];
         for id in recent
             .into_iter()

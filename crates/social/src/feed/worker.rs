@@ -87,7 +87,7 @@ pub async fn run(
     let cache = FeedCache::from_config(&config.feed)?;
     let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
     let fanout = FanOut::new(
-        Store::new(pool.clone()),
+        Store::new(agora_platform::replicas::Database::single(pool.clone())),
         cache,
         presence,
         config.feed.fanout_batch,

@@ -31,7 +31,7 @@ const OUTBOX_LAG_DEGRADED_SECS: f64 = 30.0;
 /// The application's routes (contract, docs, `/health`) and its operations endpoints.
 pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoints) {
     let pool = service.pool().clone();
-    let scrape_pool = pool.clone();
+    let database = service.database().clone();
     let redis = service.feed().cache().redis().clone();
     let outbox_service = service.clone();
     let ops = OpsEndpoints::default()
@@ -63,7 +63,15 @@ pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoin
                 Ok(())
             })
         })
-        .on_scrape(move || db::record_pool_metrics(&scrape_pool, "primary"));
+        .on_scrape(move || database.record_pool_metrics());
+    let ops = match service.database().replica_check() {
+        Some(check) => {
+            let database = service.database().clone();
+            ops.optional_check("replicas", move || check())
+                .detail("replicas", move || database.replica_states())
+        }
+        None => ops,
+    };
     let api = Router::new()
         .route("/login", post(users::login))
         .route("/logout", post(users::logout))
@@ -87,8 +95,7 @@ pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoin
 /// session and post-change listeners, the live feed consumer, and closing live sockets on
 /// shutdown.
 pub fn service(config: &SocialConfig) -> anyhow::Result<Service> {
-    let pool = db::connect_pool(&config.database, "agora-social")?;
-    let service = SocialService::new(pool, config)?;
+    let service = SocialService::connect(config)?;
     let sessions = service.sessions().cache().clone();
     let local_posts = service.feed().cache().local_posts().clone();
     let (live_stop_tx, live_stop) = tokio::sync::watch::channel(false);
@@ -168,6 +175,29 @@ impl FromRequestParts<SocialService> for AuthUser {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(SocialError::Unauthorized("missing bearer token"))?;
         service.authenticate(token).await.map(AuthUser)
+    }
+}
+
+/// Who reads, on routes open to anyone: the signed-in user when the request carries a valid
+/// token, so that they see their own latest writes (read-your-writes); nobody otherwise. A
+/// missing or bad token is no error here. Without replicas every read sees every write, and
+/// the token is not even looked at.
+pub struct Reader(pub Option<i64>);
+
+impl FromRequestParts<SocialService> for Reader {
+    type Rejection = SocialError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &SocialService,
+    ) -> Result<Self, Self::Rejection> {
+        if !service.database().has_replicas() {
+            return Ok(Reader(None));
+        }
+        let Some(token) = bearer_token(parts) else {
+            return Ok(Reader(None));
+        };
+        Ok(Reader(service.authenticate(token).await.ok()))
     }
 }
 

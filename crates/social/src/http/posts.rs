@@ -5,7 +5,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{AuthUser, PostBody};
+use super::{AuthUser, PostBody, Reader};
 use crate::domain;
 use crate::error::SocialError;
 use crate::service::SocialService;
@@ -58,10 +58,11 @@ pub async fn delete(
 
 pub async fn get(
     State(service): State<SocialService>,
+    Reader(reader): Reader,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<PostBody>, SocialError> {
     let id = domain::id("id", &id)?;
-    Ok(Json(service.post(id).await?.into()))
+    Ok(Json(service.post(id, reader).await?.into()))
 }
 
 #[derive(Deserialize)]

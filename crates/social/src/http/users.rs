@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{AuthUser, BearerToken, UserBody};
+use super::{AuthUser, BearerToken, Reader, UserBody};
 use crate::domain::{self, NameSearch, NewUser, Registration};
 use crate::error::SocialError;
 use crate::service::SocialService;
@@ -95,10 +95,11 @@ pub async fn logout_all(
 
 pub async fn get(
     State(service): State<SocialService>,
+    Reader(reader): Reader,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<UserBody>, SocialError> {
     let id = domain::id("id", &id)?;
-    Ok(Json(service.user(id).await?.into()))
+    Ok(Json(service.user(id, reader).await?.into()))
 }
 
 #[derive(Deserialize)]
@@ -109,9 +110,10 @@ pub struct SearchQuery {
 
 pub async fn search(
     State(service): State<SocialService>,
+    Reader(reader): Reader,
     QueryParams(query): QueryParams<SearchQuery>,
 ) -> Result<Json<Vec<UserBody>>, SocialError> {
     let search = NameSearch::parse(query.first_name, query.last_name)?;
-    let users = service.search(&search).await?;
+    let users = service.search(&search, reader).await?;
     Ok(Json(users.into_iter().map(UserBody::from).collect()))
 }
