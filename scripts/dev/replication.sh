@@ -79,6 +79,12 @@ replica_start_keeper() { # name pgdata create-args...
   shift 2
   local log="$LOGS/replica-$name.log"
   if replica_keeper_pid "$name" >/dev/null; then return 0; fi
+  # A killed node leaves pid files behind, and where nothing reaps orphans their processes
+  # linger as zombies: pg_autoctl and PostgreSQL would take them for a running instance.
+  rm -f "$REPLICA_HOME/run/pg_autoctl$pgdata/pg_autoctl.pid"
+  local postmaster
+  postmaster="$(head -n1 "$pgdata/postmaster.pid" 2>/dev/null || true)"
+  if [[ $postmaster =~ ^[0-9]+$ ]] && ! pid_alive "$postmaster"; then rm -f "$pgdata/postmaster.pid"; fi
   if [[ -s $pgdata/PG_VERSION ]]; then
     spawn "$(replica_keeper_pidfile "$name")" "$log" runuser runuser -u postgres -- env \
       XDG_CONFIG_HOME="$REPLICA_HOME/config" XDG_DATA_HOME="$REPLICA_HOME/share" \

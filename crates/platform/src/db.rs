@@ -181,6 +181,9 @@ fn is_connectivity_error(error: &tokio_postgres::Error) -> bool {
                 || *code == SqlState::CRASH_SHUTDOWN
                 || *code == SqlState::CANNOT_CONNECT_NOW
                 || *code == SqlState::TOO_MANY_CONNECTIONS
+                // A server that stopped being the primary (a failover demoted it): another
+                // connection finds the new one.
+                || *code == SqlState::READ_ONLY_SQL_TRANSACTION
         }
     }
 }

@@ -465,10 +465,7 @@ impl Checker {
             config
                 .connect_timeout(self.timeout)
                 .application_name("agora-replica-check")
-                .options(format!(
-                    "-c statement_timeout={}",
-                    self.timeout.as_millis()
-                ));
+                .options(format!("-c statement_timeout={}", self.timeout.as_millis()));
             let (client, connection) = config
                 .connect(NoTls)
                 .await
@@ -517,8 +514,7 @@ async fn watch(replicas: Weak<Replicas>, primary_url: String, period: Duration, 
             Err(error) => tracing::debug!(%error, "primary position unavailable"),
         }
         let readings =
-            futures_util::future::join_all(checkers.iter_mut().map(|checker| checker.read()))
-                .await;
+            futures_util::future::join_all(checkers.iter_mut().map(|checker| checker.read())).await;
         for (host, reading) in replicas.hosts.iter().zip(readings) {
             judge(&replicas, host, reading, primary_lsn);
         }

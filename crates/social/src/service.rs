@@ -8,8 +8,8 @@ use agora_platform::auth::{LoginLimiter, SessionCache};
 use agora_platform::cache::CacheError;
 use agora_platform::credentials::PasswordHasher;
 use agora_platform::db::DbPool;
-use agora_platform::replicas::Database;
 use agora_platform::ids::UserId;
+use agora_platform::replicas::Database;
 use agora_platform::session::Sessions;
 
 use crate::config::SocialConfig;

@@ -171,7 +171,9 @@ impl Store {
         fresh: Freshness,
     ) -> Result<Vec<UserRecord>, DbError> {
         self.db
-            .read(fresh, |db| async move { self.search_users_on(&db, search).await })
+            .read(fresh, |db| async move {
+                self.search_users_on(&db, search).await
+            })
             .await
     }
 

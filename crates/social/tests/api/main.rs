@@ -9,5 +9,6 @@ mod live;
 mod ops;
 mod platform;
 mod posts;
+mod replication;
 mod seed;
 mod users;

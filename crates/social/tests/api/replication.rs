@@ -1,0 +1,692 @@
+//! Reads on replicas, read-your-writes, and the formation's faults (docs/replication.md),
+//! against the test stack's pg_auto_failover formation: a primary and two replicas in
+//! synchronous quorum. Writes go through the real API; the checks read PostgreSQL directly.
+
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use agora_platform::config::NamedServer;
+use agora_platform::testing::{TestDatabase, url_with_database};
+use agora_social::SocialConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_postgres::NoTls;
+
+use crate::common::{TestApp, config_for, eventually};
+
+/// One formation per test stack: its tests take turns.
+static FORMATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Formation {
+    /// The primary wherever it is (multi-host, read-write), maintenance database.
+    primary: String,
+    /// Each node by name, maintenance database.
+    nodes: Vec<NamedServer>,
+    monitor: String,
+    dev: String,
+}
+
+fn formation() -> Formation {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: the replication tests need the test stack (./dev test)")
+        })
+    };
+    Formation {
+        primary: var("AGORA_TEST_REPLICATED_URL"),
+        nodes: var("AGORA_TEST_REPLICA_URLS")
+            .split(',')
+            .map(|node| NamedServer::from_str(node).unwrap())
+            .collect(),
+        monitor: var("AGORA_TEST_REPLICA_MONITOR_URL"),
+        dev: var("AGORA_TEST_DEV"),
+    }
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::from_str(url).unwrap();
+    config.connect_timeout(Duration::from_secs(1));
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+impl Formation {
+    /// (primary, standbys) among the nodes that answer.
+    async fn roles(&self) -> (String, Vec<String>) {
+        let mut primary = None;
+        let mut standbys = Vec::new();
+        for node in &self.nodes {
+            let Ok(client) = connect(&node.url).await else {
+                continue;
+            };
+            let Ok(row) = client.query_one("SELECT pg_is_in_recovery()", &[]).await else {
+                continue;
+            };
+            if row.get(0) {
+                standbys.push(node.name.clone());
+            } else {
+                primary = Some(node.name.clone());
+            }
+        }
+        (primary.expect("the formation has a primary"), standbys)
+    }
+
+    fn node(&self, name: &str) -> &NamedServer {
+        self.nodes.iter().find(|node| node.name == name).unwrap()
+    }
+
+    /// Every node serving as the monitor wants it (primary or secondary).
+    async fn settled(&self) -> bool {
+        let Ok(monitor) = connect(&self.monitor).await else {
+            return false;
+        };
+        let Ok(rows) = monitor
+            .query(
+                "SELECT reportedstate::text, goalstate::text FROM pgautofailover.node",
+                &[],
+            )
+            .await
+        else {
+            return false;
+        };
+        rows.len() == self.nodes.len()
+            && rows.iter().all(|row| {
+                let (reported, goal): (String, String) = (row.get(0), row.get(1));
+                reported == goal && (goal == "primary" || goal == "secondary")
+            })
+    }
+
+    /// Waits until the formation has stayed settled for 2 s (right after a fault the monitor
+    /// may still move a node or two), and says how long until it first settled.
+    async fn wait_settled(&self, within: Duration) -> Duration {
+        let started = Instant::now();
+        let mut settled_since: Option<Instant> = None;
+        let mut first_settled = None;
+        loop {
+            if self.settled().await {
+                let since = *settled_since.get_or_insert_with(Instant::now);
+                first_settled.get_or_insert(started.elapsed());
+                if since.elapsed() >= Duration::from_secs(2) {
+                    return first_settled.unwrap();
+                }
+            } else {
+                settled_since = None;
+            }
+            assert!(
+                started.elapsed() < within,
+                "the formation did not settle within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `./dev replication ARGS test`.
+    async fn dev(&self, args: &[&str]) {
+        let mut command = std::process::Command::new(&self.dev);
+        command.arg("replication").args(args).arg("test");
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "./dev replication {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts every node that is down (a test that failed half-way may have left one).
+    async fn heal(&self) {
+        for node in &self.nodes {
+            if connect(&node.url).await.is_err() {
+                self.dev(&["start", &node.name]).await;
+            }
+        }
+        resume_replay_everywhere(self);
+        self.wait_settled(Duration::from_secs(90)).await;
+    }
+}
+
+/// Resumes replay on every standby; run from `Drop`, so it must not need the runtime.
+fn resume_replay_everywhere(formation: &Formation) {
+    for node in &formation.nodes {
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-d",
+                &node.url,
+                "-c",
+                "SELECT pg_wal_replay_resume() WHERE pg_is_in_recovery()",
+            ])
+            .output();
+    }
+}
+
+/// Replay paused on a standby until dropped (even by a failing test).
+struct PausedReplay<'a>(&'a Formation);
+
+impl Drop for PausedReplay<'_> {
+    fn drop(&mut self) {
+        resume_replay_everywhere(self.0);
+    }
+}
+
+async fn pause_replay<'a>(formation: &'a Formation, node: &str) -> PausedReplay<'a> {
+    let client = connect(&formation.node(node).url).await.unwrap();
+    client
+        .execute("SELECT pg_wal_replay_pause()", &[])
+        .await
+        .unwrap();
+    PausedReplay(formation)
+}
+
+/// When the server at `url` started: a change means it restarted.
+async fn replica_start_time(url: &str) -> String {
+    connect(url)
+        .await
+        .unwrap()
+        .query_one("SELECT pg_postmaster_start_time()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// An app on a fresh database of the formation, reading from `replicas` (node names).
+async fn app_on_formation(
+    formation: &Formation,
+    replicas: &[String],
+    tweak: impl FnOnce(&mut SocialConfig),
+) -> TestApp {
+    let database =
+        TestDatabase::create_on(&formation.primary, "social", agora_social::migrations).await;
+    let mut config = config_for(&database.url);
+    config.database.replicas = replicas
+        .iter()
+        .map(|name| NamedServer {
+            name: name.clone(),
+            url: url_with_database(&formation.node(name).url, database.name()),
+        })
+        .collect();
+    config.database.replica_check_ms = 200;
+    tweak(&mut config);
+    TestApp::spawn_with(database, config).await
+}
+
+async fn replica_states(app: &TestApp) -> Value {
+    let ready: Value = app.get("/ready", None).await.json().await.unwrap();
+    ready["replicas"].clone()
+}
+
+async fn wait_in_rotation(app: &TestApp, name: &str, wanted: bool) -> Duration {
+    let started = Instant::now();
+    eventually(&format!("{name} in rotation = {wanted}"), || async {
+        let states = replica_states(app).await;
+        (states[name]["in_rotation"] == json!(wanted)).then_some(())
+    })
+    .await;
+    started.elapsed()
+}
+
+/// `db_reads_total` by host, from this process's metrics.
+async fn reads_by_host(app: &TestApp) -> BTreeMap<String, f64> {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("db_reads_total{host=\""))
+        .filter_map(|rest| {
+            let (host, value) = rest.split_once("\"} ")?;
+            Some((host.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+async fn post_text(app: &TestApp, id: &str, token: Option<&str>) -> String {
+    let response = app.get(&format!("/post/get/{id}"), token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["text"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn reads_spread_over_the_replicas_and_a_paused_replica_leaves_rotation_until_resumed() {
+    let _turn = FORMATION.lock().await;
+    let formation = formation();
+    formation.heal().await;
+    let (_, standbys) = formation.roles().await;
+    let all: Vec<String> = formation.nodes.iter().map(|n| n.name.clone()).collect();
+    let app = app_on_formation(&formation, &all, |config| {
+        config.database.replica_max_lag_ms = 1_000;
+    })
+    .await;
+    for standby in &standbys {
+        wait_in_rotation(&app, standby, true).await;
+    }
+    let (id, token) = app.user("Rita", "Replica").await;
+
+    let before = reads_by_host(&app).await;
+    for _ in 0..20 {
+        let response = app.get(&format!("/user/get/{id}"), None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let after = reads_by_host(&app).await;
+    for standby in &standbys {
+        let served = after.get(standby).unwrap_or(&0.0) - before.get(standby).unwrap_or(&0.0);
+        assert!(
+            served >= 5.0,
+            "{standby} served {served} of 20 reads: {after:?}"
+        );
+    }
+
+    // Writes go on while one replica stands still: it falls behind, and leaves rotation once
+    // its lag passes the limit (1 s here) at the next check.
+    let paused_node = standbys[0].clone();
+    let paused = pause_replay(&formation, &paused_node).await;
+    let started = Instant::now();
+    loop {
+        app.post(&token, "while a replica stands still").await;
+        if replica_states(&app).await[&paused_node]["in_rotation"] == json!(false) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the paused replica never left rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left_after = started.elapsed();
+    let before = reads_by_host(&app).await;
+    for _ in 0..10 {
+        let response = app.get(&format!("/user/get/{id}"), None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let after = reads_by_host(&app).await;
+    assert_eq!(
+        after.get(&paused_node),
+        before.get(&paused_node),
+        "a replica out of rotation still got reads"
+    );
+
+    drop(paused);
+    let back_after = wait_in_rotation(&app, &paused_node, true).await;
+    println!(
+        "paused replica {paused_node}: out of rotation {:.2} s after the pause (lag limit 1 s, checks every 0.2 s), back {:.2} s after the resume",
+        left_after.as_secs_f64(),
+        back_after.as_secs_f64()
+    );
+    assert!(left_after < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_writer_reads_their_own_write_while_the_only_replica_is_paused() {
+    let _turn = FORMATION.lock().await;
+    let formation = formation();
+    formation.heal().await;
+    let (_, standbys) = formation.roles().await;
+    let replica = standbys[0].clone();
+    // Lag limits so loose that the paused replica stays in rotation: only read-your-writes
+    // keeps the author away from it.
+    let app = app_on_formation(&formation, std::slice::from_ref(&replica), |config| {
+        config.database.replica_max_lag_ms = 600_000;
+        config.database.replica_max_lag_bytes = 1 << 40;
+    })
+    .await;
+    wait_in_rotation(&app, &replica, true).await;
+    let (author, token) = app.user("Ada", "Author").await;
+    let (_, reader) = app.user("Rob", "Reader").await;
+    let replica_url = url_with_database(&formation.node(&replica).url, app.database.name());
+    // The replica's keeper restarts its PostgreSQL when the monitor changes its state (a
+    // neighbour test's faults can still echo), and a restart forgets the pause: such an
+    // attempt proves nothing and is repeated.
+    for attempt in 1..=3 {
+        let post = app.post(&token, "first draft").await;
+        eventually("the replica has the post", || async {
+            let replica = connect(&replica_url).await.ok()?;
+            let id: i64 = post.parse().unwrap();
+            let row = replica
+                .query_opt("SELECT 1 FROM posts WHERE id = $1", &[&id])
+                .await
+                .ok()?;
+            row.map(|_| ())
+        })
+        .await;
+        let started = replica_start_time(&replica_url).await;
+        let paused = pause_replay(&formation, &replica).await;
+        let response = app
+            .put_json(
+                "/post/update",
+                json!({"id": post, "text": "final text"}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let anonymous = post_text(&app, &post, None).await;
+        let other_user = post_text(&app, &post, Some(&reader)).await;
+        let author_view = post_text(&app, &post, Some(&token)).await;
+        if replica_start_time(&replica_url).await != started {
+            println!("attempt {attempt}: the replica restarted under the test, again");
+            continue;
+        }
+        // The replica serves, and has not seen the edit...
+        assert_eq!(anonymous, "first draft");
+        assert_eq!(other_user, "first draft");
+        // ...but the author's reads wait for a server that has it.
+        assert_eq!(author_view, "final text");
+        // A post created now is absent on the replica: anyone finds it (the primary confirms
+        // a miss).
+        let fresh = app.post(&token, "written while replay stands still").await;
+        assert_eq!(
+            post_text(&app, &fresh, None).await,
+            "written while replay stands still"
+        );
+        drop(paused);
+        break;
+    }
+    let me = app.get(&format!("/user/get/{author}"), Some(&token)).await;
+    assert_eq!(me.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_every_replica_stopped_reads_come_from_the_primary() {
+    let _turn = FORMATION.lock().await;
+    let formation = formation();
+    formation.heal().await;
+    let (_, standbys) = formation.roles().await;
+    let app = app_on_formation(&formation, &standbys, |_| {}).await;
+    for standby in &standbys {
+        wait_in_rotation(&app, standby, true).await;
+    }
+    let (id, token) = app.user("Stan", "Standalone").await;
+    let post = app.post(&token, "read me without replicas").await;
+    let (_, friend_token) = app.user("Fay", "Friend").await;
+    app.put(&format!("/friend/set/{id}"), Some(&friend_token))
+        .await;
+
+    for standby in &standbys {
+        formation.dev(&["kill", standby]).await;
+    }
+    let mut statuses = BTreeMap::new();
+    for round in 0..20 {
+        for path in [
+            format!("/user/get/{id}"),
+            "/user/search?first_name=St&last_name=Sta".to_owned(),
+            format!("/post/get/{post}"),
+            format!("/post/feed?offset={}&limit=10", round % 3),
+        ] {
+            let status = app.get(&path, Some(&friend_token)).await.status();
+            *statuses.entry(status.as_u16()).or_insert(0) += 1;
+        }
+    }
+    println!("reads with every replica stopped: {statuses:?}");
+    assert_eq!(statuses.keys().copied().collect::<Vec<_>>(), vec![200]);
+    let ready = app.get("/ready", None).await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["degraded"], json!(["replicas"]));
+
+    for standby in &standbys {
+        formation.dev(&["start", standby]).await;
+    }
+    formation.wait_settled(Duration::from_secs(90)).await;
+    for standby in &standbys {
+        wait_in_rotation(&app, standby, true).await;
+    }
+}
+
+/// A write's outcome as the client saw it.
+#[derive(Default)]
+struct History {
+    acknowledged: Vec<String>,
+    /// Connection lost or 5004: it may or may not have been saved.
+    unknown: Vec<String>,
+    /// Refused before saving (503 while the primary was away).
+    refused: usize,
+    /// Anything else: must stay empty (a 500 would be a bug).
+    unexpected: Vec<(u16, String)>,
+    /// When each acknowledgement arrived.
+    acknowledged_at: Vec<Instant>,
+}
+
+/// Writers posting uniquely numbered texts (`{tag} {writer}-{n}`) until `stop` is set.
+async fn write_load(
+    app: &TestApp,
+    tag: &str,
+    writers: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<History> {
+    let mut tokens = Vec::new();
+    for writer in 0..writers {
+        tokens.push(app.user("Wendy", &format!("Writer{writer}")).await.1);
+    }
+    let url = app.url("/post/create");
+    let tag = tag.to_owned();
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (writer, token) in tokens.into_iter().enumerate() {
+            let (client, url, tag, stop) = (client.clone(), url.clone(), tag.clone(), stop.clone());
+            tasks.spawn(async move {
+                let mut history = History::default();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let text = format!("{tag} {writer}-{n}");
+                    let sent = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"text": text}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status() == StatusCode::OK => {
+                            history.acknowledged.push(text);
+                            history.acknowledged_at.push(Instant::now());
+                        }
+                        Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                            let body: Value = response.json().await.unwrap_or_default();
+                            if body["code"] == json!(5004) {
+                                history.unknown.push(text);
+                            } else {
+                                history.refused += 1;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let body = response.text().await.unwrap_or_default();
+                            history.unexpected.push((status, body));
+                        }
+                        Err(_) => {
+                            history.unknown.push(text);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                history
+            });
+        }
+        let mut all = History::default();
+        while let Some(history) = tasks.join_next().await {
+            let history = history.unwrap();
+            all.acknowledged.extend(history.acknowledged);
+            all.unknown.extend(history.unknown);
+            all.refused += history.refused;
+            all.unexpected.extend(history.unexpected);
+            all.acknowledged_at.extend(history.acknowledged_at);
+        }
+        all
+    })
+}
+
+/// The texts tagged `tag` stored on `url`'s server.
+async fn stored_texts(url: &str, tag: &str) -> HashSet<String> {
+    let client = connect(url).await.unwrap();
+    client
+        .query(
+            "SELECT text FROM posts WHERE text LIKE $1",
+            &[&format!("{tag} %")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+fn missing<'a>(acknowledged: &'a [String], stored: &HashSet<String>) -> Vec<&'a String> {
+    acknowledged
+        .iter()
+        .filter(|text| !stored.contains(*text))
+        .collect()
+}
+
+#[tokio::test]
+async fn killing_a_synchronous_replica_loses_no_acknowledged_write() {
+    let _turn = FORMATION.lock().await;
+    let formation = formation();
+    formation.heal().await;
+    let (primary, standbys) = formation.roles().await;
+    let names = connect(&formation.node(&primary).url)
+        .await
+        .unwrap()
+        .query_one("SHOW synchronous_standby_names", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    assert!(names.starts_with("ANY 1"), "not in quorum mode: {names:?}");
+    let app = app_on_formation(&formation, &[], |_| {}).await;
+    let database = app.database.name().to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = write_load(&app, "replica-kill", 4, stop.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (killed, survivor) = (&standbys[0], &standbys[1]);
+    formation.dev(&["kill", killed]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let history = load.await.unwrap();
+
+    let on_primary = stored_texts(
+        &url_with_database(&formation.node(&primary).url, &database),
+        "replica-kill",
+    )
+    .await;
+    let survivor_url = url_with_database(&formation.node(survivor).url, &database);
+    let on_survivor = eventually("the surviving replica has every acknowledged write", || {
+        let (url, history) = (&survivor_url, &history);
+        async move {
+            let stored = stored_texts(url, "replica-kill").await;
+            missing(&history.acknowledged, &stored)
+                .is_empty()
+                .then_some(stored)
+        }
+    })
+    .await;
+    let lost = missing(&history.acknowledged, &on_primary);
+    println!(
+        "replica kill ({killed} killed, quorum ANY 1): acknowledged {}, on the primary {}, on the surviving replica {} of them, lost {}, unknown {}, refused {}",
+        history.acknowledged.len(),
+        history.acknowledged.len() - lost.len(),
+        history.acknowledged.len() - missing(&history.acknowledged, &on_survivor).len(),
+        lost.len(),
+        history.unknown.len(),
+        history.refused
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(history.unexpected.is_empty(), "{:?}", history.unexpected);
+    assert!(history.acknowledged.len() > 20);
+
+    formation.dev(&["start", killed]).await;
+    formation.wait_settled(Duration::from_secs(90)).await;
+}
+
+#[tokio::test]
+async fn failover_under_writes_loses_no_acknowledged_write() {
+    let _turn = FORMATION.lock().await;
+    let formation = formation();
+    formation.heal().await;
+    let (old_primary, _) = formation.roles().await;
+    let app = app_on_formation(&formation, &[], |_| {}).await;
+    let database = app.database.name().to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = app.user("Paula", "Probe").await.1;
+    let load = write_load(&app, "failover", 4, stop.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Instant::now();
+    formation.dev(&["kill", &old_primary]).await;
+    // Writes go on until they have succeeded for 2 s on the new primary (or 60 s pass).
+    let resumed_at = loop {
+        let response = app
+            .post_json(
+                "/post/create",
+                json!({"text": "probe after the failover"}),
+                Some(&probe),
+            )
+            .await;
+        if response.status() == StatusCode::OK {
+            break Instant::now();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "writes did not resume within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let history = load.await.unwrap();
+    let (new_primary, _) = formation.roles().await;
+    assert_ne!(new_primary, old_primary, "no failover happened");
+
+    let stored = stored_texts(
+        &url_with_database(&formation.node(&new_primary).url, &database),
+        "failover",
+    )
+    .await;
+    let lost = missing(&history.acknowledged, &stored);
+    let unknown_saved = history
+        .unknown
+        .iter()
+        .filter(|text| stored.contains(*text))
+        .count();
+    let acknowledged_after_kill = history
+        .acknowledged_at
+        .iter()
+        .filter(|at| **at > resumed_at)
+        .count();
+    println!(
+        "failover ({old_primary} killed, {new_primary} promoted): writes resumed {:.1} s after the kill; acknowledged {} ({} after the failover), found on the new primary {}, lost {}, unknown {} ({} of them saved), refused {}",
+        (resumed_at - killed_at).as_secs_f64(),
+        history.acknowledged.len(),
+        acknowledged_after_kill,
+        history.acknowledged.len() - lost.len(),
+        lost.len(),
+        history.unknown.len(),
+        unknown_saved,
+        history.refused
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(history.unexpected.is_empty(), "{:?}", history.unexpected);
+    assert!(
+        acknowledged_after_kill > 0,
+        "no write succeeded after the failover"
+    );
+
+    // The old primary comes back as a replica of the new one.
+    formation.dev(&["start", &old_primary]).await;
+    let rejoined = formation.wait_settled(Duration::from_secs(90)).await;
+    let (primary, standbys) = formation.roles().await;
+    assert_eq!(primary, new_primary);
+    assert!(standbys.contains(&old_primary));
+    println!(
+        "{old_primary} rejoined as a replica {:.1} s after its restart",
+        rejoined.as_secs_f64()
+    );
+}
