@@ -18,12 +18,8 @@ PASSWORD=contract-pass-1
 
 note() { printf 'contract: %s\n' "$*"; }
 die() { printf 'contract: error: %s\n' "$*" >&2; exit 1; }
-
-target_dir() {
-  local t=${CARGO_TARGET_DIR:-$ROOT/target}
-  [[ $t == /* ]] || t="$ROOT/$t"
-  printf '%s\n' "$t"
-}
+# shellcheck source=test-lib.sh
+. "$ROOT/scripts/test-lib.sh"
 
 # A venv in the user cache survives `cargo clean` and is shared by clones.
 ensure_venv() {
@@ -43,25 +39,6 @@ PY
     "$py" -m pip install -q --disable-pip-version-check "$SCHEMATHESIS_REQ" ||
       die "pip install $SCHEMATHESIS_REQ failed"
   fi
-}
-
-psql_bin() {
-  if command -v psql >/dev/null; then command -v psql; return; fi
-  local p
-  p="$(printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n1)"
-  [[ -x $p ]] || die "psql not found (./dev stack up test installs PostgreSQL)"
-  printf '%s\n' "$p"
-}
-
-fresh_database() { # admin-url
-  PGOPTIONS='-c client_min_messages=warning' "$(psql_bin)" "$1" -X -q -v ON_ERROR_STOP=1 \
-    -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" \
-    -c "CREATE DATABASE $DB_NAME" >/dev/null ||
-    die "could not recreate database $DB_NAME via $1 (is the test stack up? ./dev stack up test)"
-}
-
-free_port() {
-  "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # One small HTTP client for the whole script: no curl/jq needed.

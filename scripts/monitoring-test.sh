@@ -28,38 +28,14 @@ TRAFFIC_SECS=10
 
 note() { printf 'monitoring: %s\n' "$*"; }
 die() { printf 'monitoring: error: %s\n' "$*" >&2; exit 1; }
-
-target_dir() {
-  local t=${CARGO_TARGET_DIR:-$ROOT/target}
-  [[ $t == /* ]] || t="$ROOT/$t"
-  printf '%s\n' "$t"
-}
-
-psql_bin() {
-  if command -v psql >/dev/null; then command -v psql; return; fi
-  local p
-  p="$(printf '%s\n' /usr/lib/postgresql/*/bin/psql | sort -V | tail -n1)"
-  [[ -x $p ]] || die "psql not found (./dev stack up test installs PostgreSQL)"
-  printf '%s\n' "$p"
-}
-
-# FORCE: the exporters are connected to it; they reconnect on their next scrape.
-fresh_database() { # admin-url
-  PGOPTIONS='-c client_min_messages=warning' "$(psql_bin)" "$1" -X -q -v ON_ERROR_STOP=1 \
-    -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" \
-    -c "CREATE DATABASE $DB_NAME OWNER agora" >/dev/null ||
-    die "could not recreate database $DB_NAME via $1 (is the test stack up? ./dev stack up test)"
-}
+# shellcheck source=test-lib.sh
+. "$ROOT/scripts/test-lib.sh"
 
 # The same server URL, another database: .../postgres?params -> .../agora_monitoring?params.
 with_database() { # url
   local url=$1 query=""
   [[ $url == *\?* ]] && query="?${url#*\?}" url=${url%%\?*}
   printf '%s/%s%s\n' "${url%/*}" "$DB_NAME" "$query"
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 json_field() { # field  (reads JSON on stdin)
@@ -200,14 +176,14 @@ main() {
   local t0=$SECONDS
 
   # The database first: `monitoring up` points the exporters at it.
-  fresh_database "$AGORA_TEST_DATABASE_URL"
+  fresh_database "$AGORA_TEST_DATABASE_URL" agora
   DB_URL="$(with_database "$AGORA_TEST_DATABASE_URL")"
   local shard_admin i=0
   export AGORA_DIALOG_SHARDS=""
   IFS=, read -ra shard_admins <<<"${AGORA_TEST_SHARD_URLS:?}"
   for shard_admin in "${shard_admins[@]:0:2}"; do
     i=$((i + 1))
-    fresh_database "$shard_admin"
+    fresh_database "$shard_admin" agora
     AGORA_DIALOG_SHARDS+="${AGORA_DIALOG_SHARDS:+,}shard$i=$(with_database "$shard_admin")"
   done
   # Replicas: the platform database moves to the formation, read through its nodes.
@@ -215,7 +191,7 @@ main() {
   unset AGORA_DATABASE_REPLICAS
   if [[ -n ${AGORA_TEST_REPLICATED_URL:-} && -n ${AGORA_TEST_REPLICA_URLS:-} ]]; then
     if "$BIN" serve --help | grep -q AGORA_DATABASE_REPLICAS; then
-      fresh_database "$AGORA_TEST_REPLICATED_URL"
+      fresh_database "$AGORA_TEST_REPLICATED_URL" agora
       DB_URL="$(with_database "$AGORA_TEST_REPLICATED_URL")"
       local node replicas=()
       IFS=, read -ra nodes <<<"$AGORA_TEST_REPLICA_URLS"
@@ -262,7 +238,6 @@ window = f"{math.ceil(at - traffic_start) + 2}s"
 REPLICA_ONLY = re.compile(r"\b(db_replica_\w+|db_reads_total|db_read_fallbacks_total|pg_stat_replication_\w+|pg_replication_slots_\w+)\b")
 failures, checked, skipped = [], 0, []
 
-
 def query(expr):
     """Evaluates at `at`: (series count, None) or (None, error). All-NaN counts as no data."""
     url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
@@ -285,7 +260,6 @@ def query(expr):
         return len(data["result"]), None
     return 1, None
 
-
 def check(where, expr, must_have_data=True):
     global checked
     checked += 1
@@ -298,7 +272,6 @@ def check(where, expr, must_have_data=True):
         else:
             failures.append(f"{where}: no data\n      {expr}")
 
-
 # Dashboards: every target of every panel, with Grafana's variables replaced the way "All"
 # and the built-in intervals would.
 datasource_uid = re.search(r"^\s*uid:\s*(\S+)", open(f"{deploy}/grafana/provisioning/datasources/prometheus.yml").read(), re.M).group(1)
@@ -306,12 +279,10 @@ dashboards = sorted(glob.glob(f"{deploy}/grafana/dashboards/*.json"))
 if not dashboards:
     failures.append("no dashboards in deploy/grafana/dashboards")
 
-
 def panels_of(container):
     for panel in container.get("panels", []):
         yield panel
         yield from panels_of(panel)
-
 
 for path in dashboards:
     dashboard = json.load(open(path))
@@ -373,7 +344,6 @@ def top_level_comparison(expr):
             return expr[:i].strip()
         i += 1
     return None
-
 
 with urllib.request.urlopen(prom + "/api/v1/rules?type=alert", timeout=10) as response:
     groups = json.load(response)["data"]["groups"]

@@ -38,6 +38,14 @@ render_pngs() {
   done
 }
 
+# Stops the server the study started (pid $SERVER_PID), if any.
+stop_server() {
+  [[ -n ${SERVER_PID:-} ]] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
 # Waits until the server on $LISTEN (pid $SERVER_PID, log $WORK/server.log) is ready with no
 # degraded part; dies if it exits or takes over 20 s.
 wait_ready() {

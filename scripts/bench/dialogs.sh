@@ -47,12 +47,6 @@ shard_spec() { # index -> name=url
   echo "shard$(($1 + 1))=postgres://agora:agora@127.0.0.1:$(shard_port "$1")/$SHARD_DB"
 }
 
-stop_server() {
-  [[ -n $SERVER_PID ]] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
 cleanup() {
   stop_server
   "${REDIS_CLI[@]}" --scan --pattern "$RUN_ID*" 2>/dev/null | xargs -r -n 500 "${REDIS_CLI[@]}" DEL >/dev/null 2>&1 || true

@@ -81,11 +81,6 @@ start_server() {
   done
   ready || die "server did not become ready on $LISTEN"
 }
-stop_server() {
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
 start_server
 
 "$BIN/agora" scenario search --count "$PATH_COUNT" --mix "$MIX" --seed 1 --out "$WORK/paths.txt"
