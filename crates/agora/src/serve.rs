@@ -2,6 +2,7 @@
 
 use agora_dialogs::DialogsConfig;
 use agora_platform::http;
+use agora_shop::ShopConfig;
 use agora_social::SocialConfig;
 use clap::{Args, ValueEnum};
 
@@ -12,6 +13,9 @@ pub enum ServiceName {
     Social,
     /// Private dialogs, sharded over PostgreSQL servers (docs/dialogs.md).
     Dialogs,
+    /// The shop: catalog, carts, orders, customers, behind pgpool-II (docs/shop.md). Not run
+    /// by default: it needs its own database.
+    Shop,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -28,6 +32,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub dialogs: DialogsConfig,
+
+    #[command(flatten)]
+    pub shop: ShopConfig,
 
     /// Where a dialogs process runs, for a process that does not run dialogs itself: it then
     /// forwards `/dialog/*` and `/dialogs` there, with the request id, so clients of the
@@ -62,6 +69,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ServiceName::Dialogs => {
                 agora_dialogs::service(&args.dialogs, shared(&args.social)).await?
             }
+            ServiceName::Shop => agora_shop::service(
+                &args.shop,
+                agora_shop::Shared {
+                    database: &args.social.database,
+                    redis: &args.social.feed.redis,
+                    key_prefix: args.social.feed.key_prefix(),
+                    auth: &args.social.auth,
+                },
+            )?,
         });
     }
     agora_platform::service::run(

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     UriTooLong = 1007,
     RequestTimeout = 1008,
     TooManyRequests = 1009,
+    Conflict = 1010,
+    IdempotencyKeyReused = 1011,
     Internal = 5000,
     DatabaseUnavailable = 5001,
     Overloaded = 5002,

@@ -1,0 +1,67 @@
+use clap::{Args, ValueEnum};
+
+use agora_platform::config::DatabaseConfig;
+
+/// Where carts live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum CartBackend {
+    /// Table `cart_lines` of the shop's database.
+    #[default]
+    Postgres,
+    /// A Redis hash per user (docs/shop.md): a shopaholic changes the cart all the time.
+    Redis,
+}
+
+/// The shop's own settings; flags or `AGORA_*` variables. It shares sessions (the main
+/// database), Redis and the namespace with the other services.
+#[derive(Debug, Clone, Args)]
+pub struct ShopConfig {
+    /// The shop's database. Behind pgpool-II, list every pgpool instance: the pool spreads its
+    /// connections over them (`load_balance_hosts=random`) and skips one that is down.
+    #[arg(
+        long = "shop-database-url",
+        env = "AGORA_SHOP_DATABASE_URL",
+        default_value = "postgres://agora:agora@127.0.0.1:61471,127.0.0.1:61472/shop?load_balance_hosts=random"
+    )]
+    pub database_url: String,
+
+    /// Connections in the shop's pool.
+    #[arg(long = "shop-db-pool-size", env = "AGORA_SHOP_DB_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pool_size: u32,
+
+    /// Where carts live: `postgres` or `redis`.
+    #[arg(
+        long = "shop-carts",
+        env = "AGORA_SHOP_CARTS",
+        value_enum,
+        default_value_t
+    )]
+    pub carts: CartBackend,
+
+    /// This process's node number in the ids it makes (0-8191); random when unset.
+    #[arg(long = "shop-node", env = "AGORA_SHOP_NODE",
+          value_parser = clap::value_parser!(u16).range(0..=8191))]
+    pub node: Option<u16>,
+}
+
+impl ShopConfig {
+    pub fn for_database(url: impl Into<String>) -> Self {
+        Self {
+            database_url: url.into(),
+            pool_size: 16,
+            carts: CartBackend::Postgres,
+            node: None,
+        }
+    }
+
+    /// The shop database's pool settings: the main database's timeouts, the shop's URL and size.
+    pub fn database(&self, main: &DatabaseConfig) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.database_url.clone(),
+            pool_size: self.pool_size,
+            replicas: Vec::new(),
+            ..main.clone()
+        }
+    }
+}

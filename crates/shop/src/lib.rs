@@ -1,0 +1,88 @@
+//! agora shop: a catalog, carts, orders and customer records (docs/shop.md).
+//!
+//! Its database sits behind pgpool-II, so every id and timestamp is made here and sent as a
+//! parameter. Carts live in PostgreSQL or in Redis (`AGORA_SHOP_CARTS`). Users are the
+//! platform's: requests carry the social network's bearer tokens, checked by
+//! `platform::session` against the main database.
+//!
+//! Layers: `http` (thin handlers) calls [`service::Shop`] (rules), which uses `store` (SQL only)
+//! and `carts` (the Redis carts).
+
+pub mod carts;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod store;
+
+pub use config::{CartBackend, ShopConfig};
+pub use error::ShopError;
+
+use agora_platform::auth::{AuthConfig, SessionCache};
+use agora_platform::cache::{Redis, RedisConfig};
+use agora_platform::config::DatabaseConfig;
+use agora_platform::db;
+use agora_platform::ids::IdGenerator;
+use agora_platform::session::Sessions;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The shop database's schema, under a history table of its own.
+pub fn migrations() -> refinery::Runner {
+    let mut runner = embedded::migrations::runner();
+    runner.set_migration_table_name("shop_schema_history");
+    runner
+}
+
+/// Applies the shop's migrations to its database.
+pub async fn migrate(config: &ShopConfig) -> anyhow::Result<Vec<String>> {
+    db::run_migrations(&config.database_url, migrations()).await
+}
+
+/// What the shop shares with the other services of a deployment.
+pub struct Shared<'a> {
+    /// The main database: sessions.
+    pub database: &'a DatabaseConfig,
+    pub redis: &'a RedisConfig,
+    /// Prefix of this deployment's Redis keys and channels.
+    pub key_prefix: String,
+    pub auth: &'a AuthConfig,
+}
+
+/// The shop as a service of the platform. Fails only on invalid configuration; databases
+/// that are down are answered 503 per request.
+pub fn service(
+    config: &ShopConfig,
+    shared: Shared<'_>,
+) -> anyhow::Result<agora_platform::service::Service> {
+    Ok(http::service(shop(config, shared)?))
+}
+
+pub fn shop(config: &ShopConfig, shared: Shared<'_>) -> anyhow::Result<service::Shop> {
+    let main = db::connect_pool(shared.database, "agora-shop")?;
+    let pool = db::connect_pool(&config.database(shared.database), "agora-shop")?;
+    let redis = Redis::new(shared.redis)?;
+    let sessions = Sessions::new(
+        main,
+        SessionCache::new(shared.auth, redis.clone(), &shared.key_prefix),
+    );
+    let carts = match config.carts {
+        CartBackend::Postgres => service::Carts::Postgres,
+        CartBackend::Redis => {
+            service::Carts::Redis(Box::new(carts::RedisCarts::new(redis, &shared.key_prefix)))
+        }
+    };
+    let ids = match config.node {
+        Some(node) => IdGenerator::new(i64::from(node)),
+        None => IdGenerator::random_node(),
+    };
+    Ok(service::Shop::new(
+        store::Store::new(pool),
+        carts,
+        sessions,
+        ids,
+    ))
+}
