@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Contract test: run schemathesis against a real `agora serve` on a freshly
-# migrated database, so the OpenAPI document and the server cannot drift apart.
+# Contract test: run schemathesis against a real `agora serve` (social network, dialogs, shop)
+# on freshly migrated databases, so the OpenAPI document and the server cannot drift apart.
 #
 # Needs the test stack (./dev stack up test); `./dev test` runs this for you.
 # Env: AGORA_BIN (default $CARGO_TARGET_DIR/debug/agora), AGORA_TEST_DATABASE_URL
@@ -80,11 +80,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 start_server() {
-  AGORA_DATABASE_URL="$DB_URL" "$BIN" migrate >>"$SERVER_LOG" 2>&1 || {
+  AGORA_DATABASE_URL="$DB_URL" "$BIN" migrate --shop >>"$SERVER_LOG" 2>&1 || {
     tail -n 20 "$SERVER_LOG" >&2
     die "agora migrate failed (log: $SERVER_LOG)"
   }
-  AGORA_DATABASE_URL="$DB_URL" AGORA_LISTEN="127.0.0.1:$PORT" AGORA_OPS_LISTEN=api "$BIN" serve >>"$SERVER_LOG" 2>&1 &
+  AGORA_DATABASE_URL="$DB_URL" AGORA_LISTEN="127.0.0.1:$PORT" AGORA_OPS_LISTEN=api \
+    AGORA_SERVICES=social,dialogs,shop "$BIN" serve >>"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   local i
   for ((i = 0; i < 60; i++)); do
@@ -147,6 +148,9 @@ main() {
     fresh_database "$shard_admin"
     AGORA_DIALOG_SHARDS+="${AGORA_DIALOG_SHARDS:+,}shard$i=${shard_admin%/*}/$DB_NAME"
   done
+  # The shop on a database of its own (without pgpool-II: the contract is the same).
+  DB_NAME=agora_contract_shop fresh_database "$ADMIN_URL"
+  export AGORA_SHOP_DATABASE_URL="${ADMIN_URL%/*}/agora_contract_shop"
   PORT="$(free_port)"
   BASE="http://127.0.0.1:$PORT"
   start_server

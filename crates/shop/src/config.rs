@@ -26,7 +26,7 @@ pub struct ShopConfig {
     pub database_url: String,
 
     /// Connections in the shop's pool.
-    #[arg(long = "shop-db-pool-size", env = "AGORA_SHOP_DB_POOL_SIZE", default_value_t = 16,
+    #[arg(id = "shop_pool_size", long = "shop-db-pool-size", env = "AGORA_SHOP_DB_POOL_SIZE", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub pool_size: u32,
 
