@@ -78,18 +78,33 @@ const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct State {
     manager: Option<ConnectionManager>,
+    /// The server `manager` talks to (`host:port`; sentinel mode).
+    address: Option<String>,
     /// No new connect attempt before this instant.
     retry_at: Option<Instant>,
+}
+
+/// Where the server is: a fixed URL, or wherever Redis Sentinel says the master is.
+enum Source {
+    Direct(redis::Client),
+    Sentinel {
+        sentinels: Vec<redis::Client>,
+        master: String,
+    },
 }
 
 /// A cheap-to-clone Redis handle.
 #[derive(Clone)]
 pub struct Redis {
-    client: redis::Client,
+    source: Arc<Source>,
     timeout: Duration,
     state: Arc<Mutex<State>>,
+    /// The replica reads go to (sentinel mode; otherwise reads use `state`).
+    replica: Arc<Mutex<State>>,
     /// Held by the one caller that is connecting.
     connecting: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the task that follows the master (sentinel mode) runs.
+    following: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Redis {
@@ -97,12 +112,200 @@ impl Redis {
     pub fn new(config: &RedisConfig) -> anyhow::Result<Self> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|error| anyhow::anyhow!("AGORA_REDIS_URL {:?}: {error}", config.url))?;
-        Ok(Self {
-            client,
-            timeout: config.timeout(),
+        Ok(Self::with_source(Source::Direct(client), config.timeout()))
+    }
+
+    /// A master found through Redis Sentinel (`sentinels` as `host:port`): writes go to it,
+    /// [`Redis::read_connection`] to one of its replicas, and when the sentinels promote
+    /// another server the handle follows within a second, without a restart.
+    pub fn sentinel(sentinels: &[String], master: &str, timeout: Duration) -> anyhow::Result<Self> {
+        anyhow::ensure!(!sentinels.is_empty(), "no Redis sentinel given");
+        let sentinels = sentinels
+            .iter()
+            .map(|address| {
+                redis::Client::open(format!("redis://{address}"))
+                    .map_err(|error| anyhow::anyhow!("Redis sentinel {address:?}: {error}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self::with_source(
+            Source::Sentinel {
+                sentinels,
+                master: master.to_owned(),
+            },
+            timeout,
+        ))
+    }
+
+    fn with_source(source: Source, timeout: Duration) -> Self {
+        Self {
+            source: Arc::new(source),
+            timeout,
             state: Arc::default(),
+            replica: Arc::default(),
             connecting: Arc::default(),
-        })
+            following: Arc::default(),
+        }
+    }
+
+    /// The master's client (and its address in sentinel mode).
+    async fn master_client(&self) -> Result<(redis::Client, Option<String>), CacheError> {
+        match &*self.source {
+            Source::Direct(client) => Ok((client.clone(), None)),
+            Source::Sentinel { sentinels, master } => {
+                let address = self.ask_sentinels(sentinels, master).await?;
+                let client = redis::Client::open(format!("redis://{address}"))
+                    .map_err(|error| CacheError::Command(error.to_string()))?;
+                Ok((client, Some(address)))
+            }
+        }
+    }
+
+    /// The master's `host:port`, from the first sentinel that answers.
+    async fn ask_sentinels(
+        &self,
+        sentinels: &[redis::Client],
+        master: &str,
+    ) -> Result<String, CacheError> {
+        let mut last = CacheError::Unavailable("no sentinel answered".into());
+        for sentinel in sentinels {
+            let asked = tokio::time::timeout(self.timeout, async {
+                let mut connection = sentinel.get_multiplexed_async_connection().await?;
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(master)
+                    .query_async::<Option<(String, u16)>>(&mut connection)
+                    .await
+            })
+            .await;
+            match asked {
+                Ok(Ok(Some((host, port)))) => return Ok(format!("{host}:{port}")),
+                Ok(Ok(None)) => {
+                    last = CacheError::Command(format!("sentinels know no master {master:?}"))
+                }
+                Ok(Err(error)) => last = error.into(),
+                Err(_) => last = CacheError::Unavailable("sentinel timed out".into()),
+            }
+        }
+        Err(last)
+    }
+
+    /// A replica of the master that is up, as the sentinels see it.
+    async fn replica_address(&self) -> Result<Option<String>, CacheError> {
+        let Source::Sentinel { sentinels, master } = &*self.source else {
+            return Ok(None);
+        };
+        for sentinel in sentinels {
+            let asked = tokio::time::timeout(self.timeout, async {
+                let mut connection = sentinel.get_multiplexed_async_connection().await?;
+                redis::cmd("SENTINEL")
+                    .arg("replicas")
+                    .arg(master)
+                    .query_async::<Vec<std::collections::HashMap<String, String>>>(&mut connection)
+                    .await
+            })
+            .await;
+            if let Ok(Ok(replicas)) = asked {
+                return Ok(replicas
+                    .iter()
+                    .find(|replica| {
+                        replica.get("flags").is_some_and(|flags| {
+                            !flags.contains("down") && !flags.contains("disconnected")
+                        }) && replica.get("master-link-status").is_some_and(|s| s == "ok")
+                    })
+                    .and_then(|replica| {
+                        Some(format!("{}:{}", replica.get("ip")?, replica.get("port")?))
+                    }));
+            }
+        }
+        Err(CacheError::Unavailable("no sentinel answered".into()))
+    }
+
+    /// Follows the master (and the replica reads use) while this handle lives: the sentinels
+    /// are asked every second, and a connection to a server that changed role is dropped, so
+    /// the next command reconnects to the right one.
+    fn follow(&self) {
+        if !matches!(&*self.source, Source::Sentinel { .. })
+            || self
+                .following
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let weak_state = Arc::downgrade(&self.state);
+        let this = Self {
+            state: Arc::new(Mutex::new(State::default())),
+            ..self.clone()
+        };
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticker.tick().await;
+                let Some(state) = weak_state.upgrade() else {
+                    return;
+                };
+                let Source::Sentinel { sentinels, master } = &*this.source else {
+                    return;
+                };
+                if let Ok(address) = this.ask_sentinels(sentinels, master).await {
+                    let mut state = state.lock().expect("not poisoned");
+                    if state
+                        .address
+                        .as_ref()
+                        .is_some_and(|current| *current != address)
+                    {
+                        tracing::warn!(master = %address, "Redis master moved; reconnecting");
+                        state.manager = None;
+                        state.address = None;
+                        state.retry_at = None;
+                    }
+                }
+                if let Ok(replica) = this.replica_address().await {
+                    let mut read = this.replica.lock().expect("not poisoned");
+                    if read.address.is_some() && read.address != replica {
+                        read.manager = None;
+                        read.address = None;
+                    }
+                }
+            }
+        });
+    }
+
+    /// A connection for reads that may lag a little: a replica in sentinel mode, else the
+    /// same connection as writes. Falls back to the master when no replica is up.
+    pub async fn read_connection(&self) -> Result<ConnectionManager, CacheError> {
+        if !matches!(&*self.source, Source::Sentinel { .. }) {
+            return self.connection().await;
+        }
+        self.follow();
+        if let Some(manager) = self.replica.lock().expect("not poisoned").manager.clone() {
+            return Ok(manager);
+        }
+        match self.replica_address().await {
+            Ok(Some(address)) => {
+                let client = redis::Client::open(format!("redis://{address}"))
+                    .map_err(|error| CacheError::Command(error.to_string()))?;
+                let manager = self.manager_for(client).await?;
+                let mut read = self.replica.lock().expect("not poisoned");
+                read.manager = Some(manager.clone());
+                read.address = Some(address);
+                Ok(manager)
+            }
+            _ => self.connection().await,
+        }
+    }
+
+    async fn manager_for(&self, client: redis::Client) -> Result<ConnectionManager, CacheError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        tokio::time::timeout(
+            self.timeout * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| CacheError::Unavailable("connect timed out".into()))
+        .and_then(|result| result.map_err(CacheError::from))
     }
 
     /// A multiplexed connection; clones share one socket, which the manager re-opens after it
@@ -116,21 +319,19 @@ impl Redis {
         if let Some(ready) = self.current() {
             return ready;
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let connected = tokio::time::timeout(
-            self.timeout * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| CacheError::Unavailable("connect timed out".into()))
-        .and_then(|result| result.map_err(CacheError::from));
+        self.follow();
+        let connected = match self.master_client().await {
+            Ok((client, address)) => self
+                .manager_for(client)
+                .await
+                .map(|manager| (manager, address)),
+            Err(error) => Err(error),
+        };
         let mut state = self.state.lock().expect("not poisoned");
         match connected {
-            Ok(manager) => {
+            Ok((manager, address)) => {
                 state.manager = Some(manager.clone());
+                state.address = address;
                 state.retry_at = None;
                 Ok(manager)
             }
@@ -157,7 +358,8 @@ impl Redis {
 
     /// A connection of its own for SUBSCRIBE (a subscribed connection can do nothing else).
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, CacheError> {
-        tokio::time::timeout(self.timeout * 2, self.client.get_async_pubsub())
+        let (client, _) = self.master_client().await?;
+        tokio::time::timeout(self.timeout * 2, client.get_async_pubsub())
             .await
             .map_err(|_| CacheError::Unavailable("connect timed out".into()))?
             .map_err(CacheError::from)

@@ -75,11 +75,27 @@ impl RedisCarts {
         format!("{}cart:{user}", self.prefix)
     }
 
+    /// The cart, from a replica when there is one: a shopaholic's change reaches it within
+    /// a replication round trip, and the order reads the master's (`lines_for_order`).
     pub async fn lines(&self, user: i64) -> Result<Vec<CartLine>, CacheError> {
+        let mut connection = self.redis.read_connection().await?;
+        self.read_lines(&mut connection, user).await
+    }
+
+    /// The cart as the master has it: what an order takes.
+    pub async fn lines_for_order(&self, user: i64) -> Result<Vec<CartLine>, CacheError> {
         let mut connection = self.redis.connection().await?;
+        self.read_lines(&mut connection, user).await
+    }
+
+    async fn read_lines(
+        &self,
+        connection: &mut redis::aio::ConnectionManager,
+        user: i64,
+    ) -> Result<Vec<CartLine>, CacheError> {
         let flat: Vec<(i64, i32)> = redis::cmd("HGETALL")
             .arg(self.cart_key(user))
-            .query_async(&mut connection)
+            .query_async(connection)
             .await?;
         let mut lines: Vec<CartLine> = flat
             .into_iter()

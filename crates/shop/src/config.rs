@@ -39,6 +39,24 @@ pub struct ShopConfig {
     )]
     pub carts: CartBackend,
 
+    /// Redis Sentinel addresses (`host:port`, comma-separated) of the carts' Redis: writes go to
+    /// the master they name, reads to a replica, and a failover is followed without a restart.
+    /// Without them, carts use the deployment's Redis (`AGORA_REDIS_URL`).
+    #[arg(
+        long = "shop-redis-sentinels",
+        env = "AGORA_SHOP_REDIS_SENTINELS",
+        value_delimiter = ','
+    )]
+    pub redis_sentinels: Vec<String>,
+
+    /// The master's name the sentinels watch.
+    #[arg(
+        long = "shop-redis-master",
+        env = "AGORA_SHOP_REDIS_MASTER",
+        default_value = "agora-shop"
+    )]
+    pub redis_master: String,
+
     /// This process's node number in the ids it makes (0-8191); random when unset.
     #[arg(long = "shop-node", env = "AGORA_SHOP_NODE",
           value_parser = clap::value_parser!(u16).range(0..=8191))]
@@ -51,6 +69,8 @@ impl ShopConfig {
             database_url: url.into(),
             pool_size: 16,
             carts: CartBackend::Postgres,
+            redis_sentinels: Vec::new(),
+            redis_master: "agora-shop".to_owned(),
             node: None,
         }
     }

@@ -72,6 +72,15 @@ pub fn shop(config: &ShopConfig, shared: Shared<'_>) -> anyhow::Result<service::
     let carts = match config.carts {
         CartBackend::Postgres => service::Carts::Postgres,
         CartBackend::Redis => {
+            let redis = if config.redis_sentinels.is_empty() {
+                redis
+            } else {
+                Redis::sentinel(
+                    &config.redis_sentinels,
+                    &config.redis_master,
+                    shared.redis.timeout(),
+                )?
+            };
             service::Carts::Redis(Box::new(carts::RedisCarts::new(redis, &shared.key_prefix)))
         }
     };

@@ -278,7 +278,7 @@ impl Shop {
                 Ok(Reply { body, replayed })
             }
             Carts::Redis(carts) => {
-                let lines = carts.lines(user).await?;
+                let lines = carts.lines_for_order(user).await?;
                 let (body, replayed) = self
                     .store()
                     .checkout(user, id, Some(&lines), idempotency.as_ref(), now())
