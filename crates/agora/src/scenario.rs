@@ -19,6 +19,21 @@ pub enum ScenarioCommand {
     /// dialogs between sampled users, each with a fresh session token. Writes sends.txt and
     /// lists.txt into --out-dir.
     Dialogs(DialogsScenarioArgs),
+    /// The shop benchmark's shoppers: sampled users, each with a fresh session token, one
+    /// token per line of --out.
+    Shop(ShopScenarioArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ShopScenarioArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    out: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -90,6 +105,17 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
     let (args, paths) = match command {
         ScenarioCommand::Feed(args) => return write_feed_scenario(args).await,
         ScenarioCommand::Dialogs(args) => return write_dialogs_scenario(args).await,
+        ScenarioCommand::Shop(args) => {
+            let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
+            let tokens = agora_social::scenario::shoppers(&pool, args.users, args.seed).await?;
+            let dir = args.out.parent().unwrap_or(std::path::Path::new("."));
+            let name = args
+                .out
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("shoppers.txt");
+            return write_lines(dir, [(name, tokens)]);
+        }
         ScenarioCommand::Search(args) => {
             let pool = db::connect_batch_pool(&args.common.database, "agora-scenario")?;
             let paths = agora_social::scenario::search_paths(

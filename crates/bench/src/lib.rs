@@ -3,4 +3,5 @@
 pub mod engine;
 pub mod model;
 pub mod report;
+pub mod shop;
 pub mod social;

@@ -37,6 +37,26 @@ enum Command {
     /// Social network: post-to-WebSocket delay with many sockets open, and server memory per
     /// socket. Writes a JSON result and a Markdown section next to it.
     Live(agora_bench::social::LiveArgs),
+    /// Shop: shoppers that browse, fill and empty their carts, order and cancel, over several
+    /// entry points; times each kind of request. Writes a JSON result.
+    Shopaholic(agora_bench::shop::ShopaholicArgs),
+    /// Render shopaholic results (one per configuration) as tables and bar charts.
+    ShopReport(ShopReportArgs),
+}
+
+#[derive(Args)]
+struct ShopReportArgs {
+    /// A result of `shopaholic`; repeat, one per configuration, in the order to show.
+    #[arg(long = "from", required = true)]
+    from: Vec<PathBuf>,
+    /// Directory for STEM-mean.svg and STEM-p99.svg.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "shop")]
+    stem: String,
+    /// Markdown section to write (tables, and the charts embedded as PNG).
+    #[arg(long)]
+    markdown: PathBuf,
 }
 
 #[derive(Args)]
@@ -441,6 +461,57 @@ fn main() -> anyhow::Result<()> {
                 agora_bench::social::propagation_markdown(&reports, png_name),
             )?;
             println!("wrote {} and {}", args.out.display(), svg.display());
+            return Ok(());
+        }
+        Command::Shopaholic(args) => {
+            let report = runtime()?.block_on(agora_bench::shop::shopaholic(args))?;
+            let total: u64 = report.kinds.values().map(|kind| kind.count).sum();
+            let errors: u64 = report.kinds.values().map(|kind| kind.errors).sum();
+            println!(
+                "shopaholic {}: {} clients, {total} requests in {:.1} s, {errors} errors {:?}, {} failovers",
+                report.label,
+                report.clients,
+                report.duration_secs,
+                report.error_statuses,
+                report.failovers
+            );
+            return Ok(());
+        }
+        Command::ShopReport(args) => {
+            let reports = args
+                .from
+                .iter()
+                .map(|path| {
+                    serde_json::from_str::<agora_bench::shop::ShopaholicReport>(
+                        &std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    )
+                    .with_context(|| format!("parsing {}", path.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            std::fs::create_dir_all(&args.out)?;
+            let mut charts = Vec::new();
+            for (suffix, title, value) in [
+                (
+                    "mean",
+                    "Mean time of each request, per configuration (ms)",
+                    (|k: &agora_bench::shop::KindSummary| k.mean_ms) as fn(&_) -> f64,
+                ),
+                (
+                    "p99",
+                    "p99 of each request, per configuration (ms)",
+                    |k: &agora_bench::shop::KindSummary| k.p99_ms,
+                ),
+            ] {
+                let svg = args.out.join(format!("{}-{suffix}.svg", args.stem));
+                agora_bench::shop::shop_chart(&reports, title, value, &svg)?;
+                charts.push((title, format!("{}-{suffix}.png", args.stem)));
+            }
+            std::fs::write(
+                &args.markdown,
+                agora_bench::shop::shop_markdown(&reports, &charts),
+            )?;
+            println!("wrote {}", args.markdown.display());
             return Ok(());
         }
         Command::Live(args) => {

@@ -389,6 +389,20 @@ mod tests {
 /// The dialogs benchmark's requests: `dialogs` random pairs of `users` sampled users, each
 /// user with a fresh session. Sends go both ways (`POST PATH TOKEN JSON` lines for
 /// agora-bench); list reads are each dialog's first page, read by either side.
+/// Sessions for `users` sampled users, the shop benchmark's shoppers: one token per user.
+pub async fn shoppers(pool: &DbPool, users: usize, seed: u64) -> anyhow::Result<Vec<String>> {
+    let sampled: Vec<i64> = sample(pool, "users", "id", users.max(1), seed)
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .take(users.max(1))
+        .collect();
+    if sampled.is_empty() {
+        bail!("the shop scenario needs users (agora seed users)");
+    }
+    sessions_for(pool, &sampled).await
+}
+
 #[derive(Debug, Default)]
 pub struct DialogsScenario {
     pub sends: Vec<String>,
