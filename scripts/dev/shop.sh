@@ -647,6 +647,16 @@ shop_nginx_conf() { # node
     printf '      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n'
     printf '      proxy_connect_timeout 1s;\n      proxy_read_timeout 30s;\n'
     printf '      proxy_next_upstream error timeout;\n      proxy_next_upstream_tries 2;\n'
+    # One request id from the edge to the app's logs and error bodies.
+    printf '      proxy_set_header X-Request-Id $request_id;\n'
+    # No instance could answer (all down, or one died with the request in flight): the
+    # platform's answer for a dependency that is away, 503 with Retry-After in the error
+    # envelope, not nginx's HTML 502. The instances' own answers pass through untouched.
+    printf '      error_page 502 504 = @unavailable;\n'
+    printf '    }\n'
+    printf '    location @unavailable {\n      default_type application/json;\n'
+    printf '      add_header Retry-After 1 always;\n'
+    printf '      return 503 '"'"'{"message":"the shop is unavailable; retry shortly","request_id":"$request_id","code":5001}'"'"';\n'
     printf '    }\n  }\n}\n'
   } >"$dir/nginx.conf"
 }

@@ -57,7 +57,10 @@ pub enum CacheError {
 
 impl From<redis::RedisError> for CacheError {
     fn from(error: redis::RedisError) -> Self {
+        // READONLY: the server was a master and is a replica now (a failover): the handle
+        // finds the new master shortly, so it is a wait, not a bug.
         if error.is_io_error()
+            || error.code() == Some("READONLY")
             || error.is_timeout()
             || error.is_connection_dropped()
             || error.is_connection_refusal()

@@ -77,6 +77,10 @@ pub enum DbError {
     /// The statement failed for another reason (constraint, bug).
     #[error("database query failed: {0}")]
     Query(#[source] tokio_postgres::Error),
+    /// The transaction lost a race it cannot win by waiting (a serialization failure under
+    /// REPEATABLE READ, a deadlock): repeating it whole is safe and usually succeeds.
+    #[error("transaction conflict: {0}")]
+    Contended(String),
     /// The connection broke during COMMIT: the transaction may have committed or not.
     #[error("commit outcome unknown: {0}")]
     OutcomeUnknown(String),
@@ -86,6 +90,8 @@ pub enum DbError {
 /// the outcome unknown: the server may have committed and lost only its answer. That is told
 /// apart from "unavailable", so that nobody repeats such a write blindly.
 pub async fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<(), DbError> {
+    // A serialization failure can also surface at COMMIT: the transaction did not commit, and
+    // the mapping below (through From) keeps it retryable.
     tx.commit().await.map_err(|error| {
         if is_connectivity_error(&error) {
             DbError::OutcomeUnknown(error.to_string())
@@ -101,6 +107,10 @@ impl From<tokio_postgres::Error> for DbError {
             DbError::Unavailable(error.to_string())
         } else if error.code() == Some(&SqlState::QUERY_CANCELED) {
             DbError::TimedOut(error.to_string())
+        } else if error.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+            || error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        {
+            DbError::Contended(error.to_string())
         } else {
             DbError::Query(error)
         }
@@ -135,6 +145,13 @@ impl From<DbError> for crate::error::ApiError {
                     ErrorCode::OutcomeUnknown,
                     "the database connection broke while saving the change: it may or may not \
                      have been saved; read it back before repeating it",
+                )
+            }
+            DbError::Contended(cause) => {
+                tracing::warn!(error = %cause, "transaction conflict not resolved by retries");
+                ApiError::unavailable(
+                    ErrorCode::Overloaded,
+                    "too many concurrent changes to the same data; retry shortly",
                 )
             }
             DbError::TimedOut(cause) => {

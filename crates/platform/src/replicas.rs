@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use tokio_postgres::NoTls;
-use tokio_postgres::error::SqlState;
 
 use crate::cache::Redis;
 use crate::config::{DatabaseConfig, NamedServer};
@@ -221,7 +220,9 @@ impl Database {
                     metrics::counter!("db_read_fallbacks_total", "reason" => "replica_error")
                         .increment(1);
                 }
-                Err(DbError::Query(error)) if is_recovery_conflict(&error) => {
+                // On a standby, a query whose snapshot conflicts with WAL it must replay is
+                // cancelled; the primary has no such conflict.
+                Err(DbError::Contended(_)) => {
                     metrics::counter!("db_read_fallbacks_total", "reason" => "recovery_conflict")
                         .increment(1);
                 }
@@ -364,13 +365,6 @@ async fn run_on<T, Fut: Future<Output = Result<T, DbError>>>(
     query: impl Fn(Connection) -> Fut,
 ) -> Result<T, DbError> {
     query(pool.get().await?).await
-}
-
-/// A standby cancels a query whose snapshot conflicts with WAL it must replay; the primary
-/// has no such conflict.
-fn is_recovery_conflict(error: &tokio_postgres::Error) -> bool {
-    error.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
-        || error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
 }
 
 /// Users' last write positions, in Redis so that every instance honours them.

@@ -65,6 +65,50 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// Attempts at a write that lost a race (behind pgpool-II's snapshot isolation the second of
+/// two transactions changing one row gets a serialization failure) and at one whose
+/// connection broke before it committed (pgpool drops its clients when a backend fails).
+const CONTENDED_ATTEMPTS: u32 = 10;
+const UNAVAILABLE_ATTEMPTS: u32 = 2;
+
+/// Runs a write transaction again after such a failure: it rolled back, so repeating it whole
+/// is safe. A COMMIT that broke is never repeated (its outcome is unknown: 5004).
+async fn retrying<T, Fut>(mut attempt: impl FnMut() -> Fut) -> Result<T, ShopError>
+where
+    Fut: std::future::Future<Output = Result<T, ShopError>>,
+{
+    use agora_platform::db::DbError;
+    let (mut contended, mut unavailable) = (0, 0);
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match attempt().await {
+            Err(ShopError::Database(DbError::Contended(_)))
+                if contended + 1 < CONTENDED_ATTEMPTS =>
+            {
+                contended += 1;
+                metrics::counter!("shop_write_retries_total", "reason" => "contended").increment(1);
+            }
+            Err(ShopError::Database(DbError::Unavailable(_)))
+                if unavailable + 1 < UNAVAILABLE_ATTEMPTS =>
+            {
+                unavailable += 1;
+                metrics::counter!("shop_write_retries_total", "reason" => "unavailable")
+                    .increment(1);
+            }
+            outcome => return outcome,
+        }
+        // Jitter from the clock: racing writers should not retry in step.
+        let jitter = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.subsec_nanos())
+                % 1000,
+        );
+        tokio::time::sleep(pause + std::time::Duration::from_micros(jitter * 3)).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(100));
+    }
+}
+
 impl Shop {
     pub fn new(store: Store, carts: Carts, sessions: Sessions, ids: IdGenerator) -> Self {
         Self {
@@ -93,10 +137,8 @@ impl Shop {
         fields: ProductFields,
     ) -> Result<Product, ShopError> {
         let id = self.inner.ids.next();
-        Ok(self
-            .store()
-            .insert_product(id, seller, &fields, now())
-            .await?)
+        let at = now();
+        retrying(|| async { Ok(self.store().insert_product(id, seller, &fields, at).await?) }).await
     }
 
     pub async fn product(&self, id: i64) -> Result<Product, ShopError> {
@@ -120,11 +162,11 @@ impl Shop {
         id: i64,
         fields: ProductFields,
     ) -> Result<Product, ShopError> {
-        match self
-            .store()
-            .update_product(id, seller, &fields, now())
-            .await?
-        {
+        let at = now();
+        let outcome =
+            retrying(|| async { Ok(self.store().update_product(id, seller, &fields, at).await?) })
+                .await?;
+        match outcome {
             (Ownership::Changed, Some(product)) => Ok(product),
             (Ownership::NotOwner, _) => {
                 Err(ShopError::Forbidden("only the seller can change a product"))
@@ -134,7 +176,9 @@ impl Shop {
     }
 
     pub async fn delete_product(&self, seller: i64, id: i64) -> Result<(), ShopError> {
-        match self.store().delete_product(id, seller).await? {
+        let outcome =
+            retrying(|| async { Ok(self.store().delete_product(id, seller).await?) }).await?;
+        match outcome {
             Ownership::Changed => Ok(()),
             Ownership::NotOwner => {
                 Err(ShopError::Forbidden("only the seller can remove a product"))
@@ -150,8 +194,8 @@ impl Shop {
         user: i64,
         fields: CustomerFields,
     ) -> Result<Customer, ShopError> {
-        self.store()
-            .insert_customer(user, &fields, now())
+        let at = now();
+        retrying(|| async { Ok(self.store().insert_customer(user, &fields, at).await?) })
             .await?
             .ok_or_else(|| {
                 ShopError::conflict("you have a customer record already; PUT changes it")
@@ -184,15 +228,15 @@ impl Shop {
         fields: CustomerFields,
     ) -> Result<Customer, ShopError> {
         Self::own(caller, user)?;
-        self.store()
-            .update_customer(user, &fields, now())
+        let at = now();
+        retrying(|| async { Ok(self.store().update_customer(user, &fields, at).await?) })
             .await?
             .ok_or(ShopError::NotFound("no customer record"))
     }
 
     pub async fn delete_customer(&self, caller: i64, user: i64) -> Result<(), ShopError> {
         Self::own(caller, user)?;
-        if self.store().delete_customer(user).await? {
+        if retrying(|| async { Ok(self.store().delete_customer(user).await?) }).await? {
             Ok(())
         } else {
             Err(ShopError::NotFound("no customer record"))
@@ -229,10 +273,12 @@ impl Shop {
                     key: &key.key,
                     request_hash: &key.hash,
                 });
-                let (body, replayed) = self
-                    .store()
-                    .change_cart(user, product, quantity, idempotency.as_ref(), now())
-                    .await?;
+                let at = now();
+                let (body, replayed) = retrying(|| {
+                    self.store()
+                        .change_cart(user, product, quantity, idempotency.as_ref(), at)
+                })
+                .await?;
                 Ok(Reply { body, replayed })
             }
             Carts::Redis(carts) => {
@@ -271,18 +317,22 @@ impl Shop {
         let id = self.inner.ids.next();
         match &self.inner.carts {
             Carts::Postgres => {
-                let (body, replayed) = self
-                    .store()
-                    .checkout(user, id, None, idempotency.as_ref(), now())
-                    .await?;
+                let at = now();
+                let (body, replayed) = retrying(|| {
+                    self.store()
+                        .checkout(user, id, None, idempotency.as_ref(), at)
+                })
+                .await?;
                 Ok(Reply { body, replayed })
             }
             Carts::Redis(carts) => {
                 let lines = carts.lines_for_order(user).await?;
-                let (body, replayed) = self
-                    .store()
-                    .checkout(user, id, Some(&lines), idempotency.as_ref(), now())
-                    .await?;
+                let at = now();
+                let (body, replayed) = retrying(|| {
+                    self.store()
+                        .checkout(user, id, Some(&lines), idempotency.as_ref(), at)
+                })
+                .await?;
                 if !replayed && let Err(error) = carts.remove(user, &lines).await {
                     // The order stands; the cart keeps lines the client can remove.
                     tracing::warn!(%error, user, "ordered lines left in the cart");
@@ -314,10 +364,12 @@ impl Shop {
             key: &key.key,
             request_hash: &key.hash,
         });
-        let (body, replayed) = self
-            .store()
-            .move_order(user, id, action, idempotency.as_ref(), now())
-            .await?;
+        let at = now();
+        let (body, replayed) = retrying(|| {
+            self.store()
+                .move_order(user, id, action, idempotency.as_ref(), at)
+        })
+        .await?;
         Ok(Reply { body, replayed })
     }
 }
