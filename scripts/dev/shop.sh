@@ -184,6 +184,8 @@ shop_node_state() { # node
   printf 'unknown\n'
 }
 
+shop_node_not_up() { [[ $(shop_node_state "$1") != up ]]; }
+
 # pgpool's record of the backends (logdir/pgpool_status: one "up"/"down" line per node).
 shop_status_down() { # node: recorded down by either pgpool
   local i line
@@ -819,9 +821,19 @@ shop_start() { # target
   local n
   case $1 in
     pg[12])
-      shop_pg_use "${1#pg}"
-      [[ $(shop_node_state "${1#pg}") == up ]] && pg_running && { note "$1 is up"; return 0; }
-      shop_pg_recover "${1#pg}"
+      n=${1#pg}
+      shop_pg_use "$n"
+      # Where nothing reaps orphans, a killed postmaster stays a zombie that pg_ctl (and
+      # PostgreSQL's own lock-file check) would take for a running server.
+      local postmaster
+      postmaster="$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null || true)"
+      if [[ $postmaster =~ ^[0-9]+$ ]] && ! pid_alive "$postmaster"; then
+        rm -f "$PG_DATA/postmaster.pid"
+      fi
+      [[ $(shop_node_state "$n") == up ]] && pg_running && { note "$1 is up"; return 0; }
+      # pgpool must have detached the dead backend (its next health check) before recovery.
+      wait_until 30 shop_node_not_up "$n" || die "pgpool still counts $1 as up"
+      shop_pg_recover "$n"
       ;;
     pgpool[12]) shop_pgpool_start "${1#pgpool}" ;;
     nginx[12]) shop_nginx_start "${1#nginx}" ;;

@@ -58,6 +58,10 @@ pub struct ShopaholicArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Write the id of every order the shop acknowledged (200), one per line, for a checker
+    /// that then looks for each of them in the database.
+    #[arg(long)]
+    pub orders_log: Option<PathBuf>,
 }
 
 /// One kind of request over the measured window.
@@ -105,6 +109,8 @@ struct Shared {
     client: reqwest::Client,
     measuring: std::sync::atomic::AtomicBool,
     tally: Mutex<Tally>,
+    /// Every acknowledged order, warm-up included.
+    acknowledged: Mutex<Vec<String>>,
 }
 
 enum Outcome {
@@ -277,6 +283,7 @@ async fn shopper(
     products: Arc<Vec<String>>,
     mut dice: Dice,
     client: usize,
+    run: u64,
     deadline: Instant,
 ) {
     use reqwest::Method;
@@ -345,7 +352,7 @@ async fn shopper(
             .call("cart_view", Method::GET, "/shop/cart", &token, None, None)
             .await;
         if !in_cart.is_empty() && dice.chance(25) {
-            let key = format!("shopaholic-{client}-{visit}-{}", dice.next());
+            let key = format!("shopaholic-{run}-{client}-{visit}");
             if let Outcome::Ok(order) = shared
                 .call(
                     "order",
@@ -358,7 +365,14 @@ async fn shopper(
                 .await
             {
                 in_cart.clear();
-                orders.extend(order["id"].as_str().map(str::to_owned));
+                if let Some(id) = order["id"].as_str() {
+                    orders.push(id.to_owned());
+                    shared
+                        .acknowledged
+                        .lock()
+                        .expect("not poisoned")
+                        .push(id.to_owned());
+                }
             }
         }
         if let Some(order) = orders.pop() {
@@ -370,7 +384,7 @@ async fn shopper(
                     &format!("/shop/orders/{order}/{action}"),
                     &token,
                     None,
-                    Some(format!("shopaholic-{client}-{visit}-{action}")),
+                    Some(format!("shopaholic-{run}-{client}-{visit}-{action}")),
                 )
                 .await;
         }
@@ -421,8 +435,14 @@ pub async fn shopaholic(args: ShopaholicArgs) -> anyhow::Result<ShopaholicReport
             .build()?,
         measuring: std::sync::atomic::AtomicBool::new(false),
         tally: Mutex::default(),
+        acknowledged: Mutex::default(),
     });
     let products = Arc::new(catalog(&shared, &tokens[0], args.products).await?);
+    // Idempotency keys must not repeat across runs against one database: a repeated key with
+    // another request is refused (422), with the same one replayed.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.warmup_secs + args.duration_secs);
     let mut tasks = tokio::task::JoinSet::new();
@@ -437,6 +457,7 @@ pub async fn shopaholic(args: ShopaholicArgs) -> anyhow::Result<ShopaholicReport
                     .wrapping_add(client as u64),
             ),
             client,
+            run,
             deadline,
         ));
     }
@@ -479,6 +500,11 @@ pub async fn shopaholic(args: ShopaholicArgs) -> anyhow::Result<ShopaholicReport
         error_statuses: tally.statuses,
         failovers: shared.failovers.load(Ordering::Relaxed) as u64,
     };
+    if let Some(path) = &args.orders_log {
+        let mut ids = shared.acknowledged.lock().expect("not poisoned").join("\n");
+        ids.push('\n');
+        std::fs::write(path, ids).with_context(|| format!("writing {}", path.display()))?;
+    }
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", args.out.display()))?;
     Ok(report)

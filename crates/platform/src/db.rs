@@ -75,7 +75,7 @@ pub enum DbError {
     #[error("database query timed out: {0}")]
     TimedOut(String),
     /// The statement failed for another reason (constraint, bug).
-    #[error("database query failed: {0}")]
+    #[error("database query failed: {}", describe(.0))]
     Query(#[source] tokio_postgres::Error),
     /// The transaction lost a race it cannot win by waiting (a serialization failure under
     /// REPEATABLE READ, a deadlock): repeating it whole is safe and usually succeeds.
@@ -84,6 +84,14 @@ pub enum DbError {
     /// The connection broke during COMMIT: the transaction may have committed or not.
     #[error("commit outcome unknown: {0}")]
     OutcomeUnknown(String),
+}
+
+/// The server's SQLSTATE and message: tokio-postgres displays only "db error" for them.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    }
 }
 
 /// Commits `tx`. A connection that breaks during COMMIT (the primary failing over, say) leaves
@@ -185,8 +193,26 @@ impl DbError {
     }
 }
 
+/// What pgpool-II answers (as XX000, an internal error) when a backend dies under a statement:
+/// the statement did not complete there, and the next connection finds the backends pgpool
+/// still has.
+const PGPOOL_BACKEND_LOST: [&str; 4] = [
+    "failed to read kind from backend",
+    "failed to create a backend connection",
+    "do command failed",
+    "kind mismatch among backends",
+];
+
 fn is_connectivity_error(error: &tokio_postgres::Error) -> bool {
     if error.is_closed() {
+        return true;
+    }
+    if let Some(db) = error.as_db_error()
+        && *db.code() == SqlState::INTERNAL_ERROR
+        && PGPOOL_BACKEND_LOST
+            .iter()
+            .any(|message| db.message().contains(message))
+    {
         return true;
     }
     match error.code() {
@@ -194,6 +220,9 @@ fn is_connectivity_error(error: &tokio_postgres::Error) -> bool {
         None => true,
         Some(code) => {
             code.code().starts_with("08")
+                // Operator intervention (pgpool ends connections for an online recovery with
+                // 57000), but for a statement timeout (57014), which is not a lost server.
+                || (code.code().starts_with("57") && *code != SqlState::QUERY_CANCELED)
                 || *code == SqlState::ADMIN_SHUTDOWN
                 || *code == SqlState::CRASH_SHUTDOWN
                 || *code == SqlState::CANNOT_CONNECT_NOW
