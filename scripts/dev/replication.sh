@@ -143,9 +143,15 @@ replication_up() {
     replica_psql "$REPLICA_MONITOR_PORT" pg_auto_failover -c "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'" >/dev/null
   done
   replica_psql "$REPLICA_MONITOR_PORT" pg_auto_failover -c "SELECT pg_reload_conf()" >/dev/null
-  # One node at a time: the first becomes the primary, the next ones clone it.
   local node port
+  # Nodes that exist start together: a replica cannot settle before its primary runs, and
+  # which node is the primary is the monitor's business, not the start order's.
   for node in "${REPLICA_NODES[@]}"; do
+    [[ -s $REPLICA_HOME/$node/PG_VERSION ]] && replica_start_keeper "$node" "$REPLICA_HOME/$node"
+  done
+  # New ones one at a time: the first becomes the primary, the next ones clone it.
+  for node in "${REPLICA_NODES[@]}"; do
+    [[ -s $REPLICA_HOME/$node/PG_VERSION ]] && continue
     port="$(replica_port "$node")"
     replica_start_keeper "$node" "$REPLICA_HOME/$node" create postgres --pgport "$port" \
       --name "$node" --monitor "$(replica_monitor_uri)"
@@ -154,6 +160,8 @@ replication_up() {
     autoctl config set --pgdata "$REPLICA_HOME/$node" timeout.network_partition_timeout \
       "$REPLICA_NETWORK_PARTITION_TIMEOUT" >/dev/null
   done
+  wait_until 120 replication_settled ||
+    die "the formation did not settle (logs: $LOGS/replica-*.log; ./dev replication state $PROFILE)"
   port="$(replication_primary_port)" || die "the formation has no primary"
   # The same role and database as on the other servers, created on the primary (and so on
   # every node).
@@ -164,8 +172,20 @@ replication_up() {
 replication_down() {
   [[ -s $STACK/replicated.location ]] || return 0
   replication_locate
-  local node pid i
-  for node in "${REPLICA_NODES[@]}" monitor; do
+  local node pid i primary="" order=()
+  # Replicas first, then the primary, then the monitor: stopping the primary first would
+  # have the monitor start a failover while the rest shuts down.
+  if port_open "$REPLICA_MONITOR_PORT" && primary="$(replication_primary_port)"; then
+    for node in "${REPLICA_NODES[@]}"; do
+      [[ $(replica_port "$node") == "$primary" ]] || order+=("$node")
+    done
+    for node in "${REPLICA_NODES[@]}"; do
+      [[ $(replica_port "$node") == "$primary" ]] && order+=("$node")
+    done
+  else
+    order=("${REPLICA_NODES[@]}")
+  fi
+  for node in "${order[@]}" monitor; do
     pid="$(replica_keeper_pid "$node")" || { rm -f "$(replica_keeper_pidfile "$node")"; continue; }
     autoctl stop --pgdata "$REPLICA_HOME/$node" --fast >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 300; i++)); do

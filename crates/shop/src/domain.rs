@@ -10,8 +10,19 @@ pub const MAX_STOCK: i32 = 10_000_000;
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
 
+/// PostgreSQL refuses NUL in text: refused here, as bad input, before it gets there.
+fn no_nul(field: &'static str, value: &str) -> Result<(), ShopError> {
+    if value.contains('\0') {
+        return Err(ShopError::invalid(format!(
+            "{field} contains a NUL character"
+        )));
+    }
+    Ok(())
+}
+
 fn text(field: &'static str, value: Option<String>, max: usize) -> Result<String, ShopError> {
     let value = value.ok_or_else(|| ShopError::invalid(format!("{field} is required")))?;
+    no_nul(field, &value)?;
     let value = value.trim();
     if value.is_empty() {
         return Err(ShopError::invalid(format!("{field} must not be empty")));
@@ -30,6 +41,7 @@ fn optional_text(
     max: usize,
 ) -> Result<String, ShopError> {
     let value = value.unwrap_or_default();
+    no_nul(field, &value)?;
     if value.chars().count() > max {
         return Err(ShopError::invalid(format!(
             "{field} must be at most {max} characters"
@@ -257,5 +269,10 @@ mod tests {
         assert!(ProductFields::parse(product(100)).is_ok());
         assert!(ProductFields::parse(product(-1)).is_err());
         assert!(category(Some("Tea Pots".into())).is_err());
+        let with_nul = ProductRequest {
+            description: Some("a\0b".into()),
+            ..product(100)
+        };
+        assert!(ProductFields::parse(with_nul).is_err());
     }
 }

@@ -51,6 +51,13 @@ pub struct Key {
 }
 
 impl Key {
+    fn idempotency(&self) -> Idempotency<'_> {
+        Idempotency {
+            key: &self.key,
+            request_hash: &self.hash,
+        }
+    }
+
     /// `request` names the operation and its parameters: the same key with another request
     /// is refused.
     pub fn new(key: String, request: &str) -> Self {
@@ -269,10 +276,7 @@ impl Shop {
     ) -> Result<Reply, ShopError> {
         match &self.inner.carts {
             Carts::Postgres => {
-                let idempotency = key.as_ref().map(|key| Idempotency {
-                    key: &key.key,
-                    request_hash: &key.hash,
-                });
+                let idempotency = key.as_ref().map(Key::idempotency);
                 let at = now();
                 let (body, replayed) = retrying(|| {
                     self.store()
@@ -310,10 +314,7 @@ impl Shop {
 
     /// Orders the cart.
     pub async fn checkout(&self, user: i64, key: Option<Key>) -> Result<Reply, ShopError> {
-        let idempotency = key.as_ref().map(|key| Idempotency {
-            key: &key.key,
-            request_hash: &key.hash,
-        });
+        let idempotency = key.as_ref().map(Key::idempotency);
         let id = self.inner.ids.next();
         match &self.inner.carts {
             Carts::Postgres => {
@@ -360,10 +361,7 @@ impl Shop {
         action: OrderAction,
         key: Option<Key>,
     ) -> Result<Reply, ShopError> {
-        let idempotency = key.as_ref().map(|key| Idempotency {
-            key: &key.key,
-            request_hash: &key.hash,
-        });
+        let idempotency = key.as_ref().map(Key::idempotency);
         let at = now();
         let (body, replayed) = retrying(|| {
             self.store()
