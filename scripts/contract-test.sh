@@ -18,7 +18,7 @@ PASSWORD=contract-pass-1
 
 note() { printf 'contract: %s\n' "$*"; }
 die() { printf 'contract: error: %s\n' "$*" >&2; exit 1; }
-# shellcheck source=test-lib.sh
+# shellcheck source=scripts/test-lib.sh
 . "$ROOT/scripts/test-lib.sh"
 
 # A venv in the user cache survives `cargo clean` and is shared by clones.
@@ -63,18 +63,6 @@ json_field() { # field  (reads JSON on stdin)
 }
 
 SERVER_PID=""
-stop_server() {
-  [[ -n $SERVER_PID ]] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
 trap stop_server EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM

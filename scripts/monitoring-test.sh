@@ -28,7 +28,7 @@ TRAFFIC_SECS=10
 
 note() { printf 'monitoring: %s\n' "$*"; }
 die() { printf 'monitoring: error: %s\n' "$*" >&2; exit 1; }
-# shellcheck source=test-lib.sh
+# shellcheck source=scripts/test-lib.sh
 . "$ROOT/scripts/test-lib.sh"
 
 # The same server URL, another database: .../postgres?params -> .../agora_monitoring?params.
@@ -64,17 +64,7 @@ expect() { # status method path [json-body] [token]
 
 SERVER_PID="" STARTED_MONITORING=0
 cleanup() {
-  if [[ -n $SERVER_PID ]]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
+  stop_server
   "$ROOT/dev" monitoring remove-target "$TARGET" test || true
   if ((STARTED_MONITORING)) && [[ ${AGORA_KEEP_STACK:-0} != 1 ]]; then
     "$ROOT/dev" monitoring down test >/dev/null || true

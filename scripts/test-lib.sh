@@ -28,3 +28,17 @@ fresh_database() { # admin-url [owner]
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# Stops the server the script started (pid $SERVER_PID), if any: 10 s to drain, then KILL.
+stop_server() {
+  [[ -n ${SERVER_PID:-} ]] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}

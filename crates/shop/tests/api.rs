@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agora_platform::auth::{AuthConfig, SessionCache};
 use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::{DatabaseConfig, HttpConfig};
+use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
 use agora_platform::ids::UserId;
 use agora_platform::session::Sessions;
@@ -16,7 +16,6 @@ use agora_platform::testing::TestDatabase;
 use agora_shop::{CartBackend, ShopConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_postgres::NoTls;
 
@@ -59,16 +58,7 @@ impl ShopApp {
             },
         )
         .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let http = HttpConfig::for_listen(address);
-        tokio::spawn(async move {
-            agora_platform::service::run(vec![service], listener, &http, async move {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let (address, stop) = agora_platform::testing::serve(vec![service]).await;
         let sessions = Sessions::new(
             db::connect_pool(&database, "shop-test").unwrap(),
             SessionCache::new(&auth, Redis::new(&redis_config).unwrap(), &namespace),

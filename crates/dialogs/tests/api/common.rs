@@ -12,7 +12,7 @@ use std::time::Duration;
 use agora_dialogs::config::{DialogsConfig, ShardServer};
 use agora_platform::auth::{AuthConfig, SessionCache};
 use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::{DatabaseConfig, HttpConfig};
+use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
 use agora_platform::ids::UserId;
 use agora_platform::session::Sessions;
@@ -20,7 +20,6 @@ pub use agora_platform::testing::eventually;
 use agora_platform::testing::{TestDatabase, shard_admin_urls};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_postgres::NoTls;
 
@@ -107,16 +106,7 @@ impl DialogsApp {
         )
         .await
         .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let http = HttpConfig::for_listen(address);
-        tokio::spawn(async move {
-            agora_platform::service::run(vec![service], listener, &http, async move {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let (address, stop) = agora_platform::testing::serve(vec![service]).await;
         let sessions = Sessions::new(
             db::connect_pool(&database, "dialogs-test").unwrap(),
             SessionCache::new(

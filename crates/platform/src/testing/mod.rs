@@ -240,6 +240,24 @@ pub async fn delete_redis_keys(url: &str, pattern: &str) {
     }
 }
 
+/// Serves `services` as `agora serve` would, on a free loopback port, until the returned sender
+/// is dropped or sent to: a service alone in its process, for its tests.
+pub async fn serve(
+    services: Vec<crate::service::Service>,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = crate::config::HttpConfig::for_listen(address);
+    tokio::spawn(async move {
+        crate::service::run(services, listener, &http, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (address, stop)
+}
+
 /// Polls `check` every 50 ms until it returns Some, for up to 15 s; panics naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
