@@ -306,16 +306,110 @@ shop_pg_recover() { # node
     note "$PG_LABEL attached"
     return 0
   fi
-  shop_pg_stop immediate
-  note "  $PG_LABEL: online recovery from shop-pg$other (pcp_recovery_node -n $((n - 1)))..."
-  pcp_recovery_node -h 127.0.0.1 -p "$pcp" -U agora -w -n "$((n - 1))" >>"$SHOP_LOGS/recovery.log" 2>&1 || {
-    log_tail "$SHOP_LOGS/recovery.log"
-    log_tail "$PG_LOG"
-    die "online recovery of $PG_LABEL failed (logs: $SHOP_LOGS/recovery.log, $SHOP_LOGS/pgpool*.log, $PG_LOG)"
-  }
-  # The watchdog tells the other pgpool; wait until both see it.
-  wait_until 20 shop_node_up_everywhere "$n" || warn "not every pgpool reports $PG_LABEL up yet"
+  local attempt marks
+  for attempt in 1 2 3; do
+    # A recovery the other pgpool does not hear of would let its clients write to one backend.
+    wait_until 60 shop_watchdog_whole ||
+      die "the pgpool watchdog is not whole (./dev shop status): recovering $PG_LABEL now would let one pgpool write past it"
+    # Asked of another pgpool, the attach is the leader's to make, and the asking pgpool's
+    # recovery never hears that it happened: it lets its clients back in on a 5 s timeout,
+    # before it has learned of the attach.
+    pcp=$(shop_watchdog_leader_pcp) || pcp=${pcp:-}
+    wait_until 30 shop_pgpool_failover_settled ||
+      warn "a pgpool is still busy with a failover; recovering $PG_LABEL anyway"
+    shop_pg_stop immediate
+    marks=$(shop_pgpool_log_marks)
+    note "  $PG_LABEL: online recovery from shop-pg$other (pcp_recovery_node -n $((n - 1)))..."
+    pcp_recovery_node -h 127.0.0.1 -p "$pcp" -U agora -w -n "$((n - 1))" >>"$SHOP_LOGS/recovery.log" 2>&1 || {
+      log_tail "$SHOP_LOGS/recovery.log"
+      log_tail "$PG_LOG"
+      die "online recovery of $PG_LABEL failed (logs: $SHOP_LOGS/recovery.log, $SHOP_LOGS/pgpool*.log, $PG_LOG)"
+    }
+    # The watchdog tells the other pgpool; wait until both see it.
+    wait_until 20 shop_node_up_everywhere "$n" || warn "not every pgpool reports $PG_LABEL up yet"
+    # pgpool lets its clients back in 5 s after it asked for the attach even when the attach
+    # has not happened yet (its main process was busy, say with a watchdog that had just
+    # regained its peer): writes in between reach the survivor only, and the copy silently
+    # misses them. It logs that wait running out; then the copy is made again.
+    shop_pgpool_logs_since "$marks" | grep -q "waiting for wake up request is timeout" || break
+    ((attempt < 3)) || die "pgpool released its clients before attaching $PG_LABEL three times: the backends may differ; ./dev shop down && ./dev shop up"
+    warn "pgpool let clients write before it attached $PG_LABEL: it may have missed writes; detaching it and copying it again"
+    pcp_detach_node -h 127.0.0.1 -p "$pcp" -U agora -w -n "$((n - 1))" >/dev/null 2>&1 || true
+    wait_until 30 shop_node_not_up "$n" || die "pgpool still counts $PG_LABEL as up after detaching it"
+  done
   note "  $PG_LABEL recovered and attached in $((SECONDS - t0))s (pid $(pg_pid))"
+}
+
+# Where each pgpool's log ends now, for shop_pgpool_logs_since.
+shop_pgpool_log_marks() {
+  local i
+  for i in "${SHOP_PGPOOL_NODES[@]}"; do
+    printf '%s ' "$(stat -c %s "$SHOP_LOGS/pgpool$i.log" 2>/dev/null || echo 0)"
+  done
+}
+
+# What the pgpools logged after the marks.
+shop_pgpool_logs_since() { # marks
+  local i marks
+  read -ra marks <<<"$1"
+  for i in "${SHOP_PGPOOL_NODES[@]}"; do
+    tail -c "+$((${marks[$((i - 1))]:-0} + 1))" "$SHOP_LOGS/pgpool$i.log" 2>/dev/null || true
+  done
+}
+
+# The watchdog cluster is whole: every running pgpool sees every other running pgpool as a
+# member, and all name the same leader. After a pgpool restarts the cluster takes a
+# few seconds to agree (it may even split first): a failover or an online recovery decided
+# before that is not seen by the other pgpool, which goes on writing to one backend only.
+shop_watchdog_whole() {
+  local i out leader="" running=0 members
+  for i in "${SHOP_PGPOOL_NODES[@]}"; do
+    shop_pgpool_pid "$i" >/dev/null && running=$((running + 1))
+  done
+  for i in "${SHOP_PGPOOL_NODES[@]}"; do
+    shop_pgpool_pid "$i" >/dev/null || continue
+    out="$(pcp_watchdog_info -h 127.0.0.1 -p "${SHOP_PCP_PORTS[$((i - 1))]}" -U agora -w 2>/dev/null)" || return 1
+    members=$(awk 'NR > 2 && ($(NF - 2) == "LEADER" || $(NF - 2) == "STANDBY") && $NF == "MEMBER"' <<<"$out" | grep -c . || true)
+    ((members >= running)) || return 1
+    [[ $(awk 'NR > 2 && $(NF - 2) == "LEADER"' <<<"$out" | grep -c . || true) == 1 ]] || return 1
+    local this
+    this=$(awk 'NR > 2 && $(NF - 2) == "LEADER" {print $1}' <<<"$out")
+    [[ -z $leader || $leader == "$this" ]] || return 1
+    leader=$this
+  done
+}
+
+# Every running pgpool has finished its last failover or attach. Its main process ends each by
+# replacing its PCP process, which waits for a running pcp command: an online recovery asked
+# before that waits on the main process, which waits on the recovery, until pgpool's 5 s
+# timeout lets the clients in without the attach (shop_pg_recover).
+shop_pgpool_failover_settled() {
+  local i last
+  for i in "${SHOP_PGPOOL_NODES[@]}"; do
+    shop_pgpool_pid "$i" >/dev/null || continue
+    last=$(tac "$SHOP_LOGS/pgpool$i.log" 2>/dev/null |
+      grep -a -m1 -e "starting degeneration" -e "starting fail back" -e "fork a new PCP child" || true)
+    [[ -z $last || $last == *"fork a new PCP child"* ]] || return 1
+  done
+}
+
+# The pcp port of the pgpool that leads the watchdog cluster.
+shop_watchdog_leader_pcp() {
+  local i out leader
+  for i in "${SHOP_PGPOOL_NODES[@]}"; do
+    shop_pgpool_pid "$i" >/dev/null || continue
+    out="$(pcp_watchdog_info -h 127.0.0.1 -p "${SHOP_PCP_PORTS[$((i - 1))]}" -U agora -w 2>/dev/null)" || continue
+    # "127.0.0.1:62471 Linux vm 127.0.0.1 62471 62473 4 LEADER 0 MEMBER": its pgpool port.
+    leader=$(awk 'NR > 2 && $(NF - 2) == "LEADER" {print $(NF - 5)}' <<<"$out")
+    local j
+    for j in "${SHOP_PGPOOL_NODES[@]}"; do
+      if [[ ${SHOP_PGPOOL_PORTS[$((j - 1))]} == "$leader" ]]; then
+        printf '%s\n' "${SHOP_PCP_PORTS[$((j - 1))]}"
+        return 0
+      fi
+    done
+  done
+  return 1
 }
 
 shop_node_up_everywhere() { # node
@@ -334,7 +428,7 @@ shop_pg_kill() { # node
   local pid
   pid="$(pg_pid 2>/dev/null)" || die "$PG_LABEL is not running"
   pid_alive "$pid" || die "$PG_LABEL is not running"
-  pkill -KILL -s "$pid" 2>/dev/null || true
+  shop_kill_session "$pid"
   kill -KILL "$pid" 2>/dev/null || true
   note "$PG_LABEL killed (postmaster $pid and its session)"
 }
@@ -475,6 +569,8 @@ shop_pgpool_start() { # node
     }
     pid="$(shop_pgpool_pid "$n")" || die "pgpool$n exited (log: $SHOP_LOGS/pgpool$n.log)"
     how=started
+    wait_until 60 shop_watchdog_whole ||
+      warn "the pgpool watchdog has not agreed on a leader in 60 s (./dev shop status)"
   fi
   printf '  %-14s %-8s pid %-7s 127.0.0.1:%s  (pcp %s)\n' "pgpool$n" "$how" "$pid" "$port" "${SHOP_PCP_PORTS[$((n - 1))]}"
 }
@@ -484,15 +580,30 @@ shop_pgpool_stop() { # node
   pid="$(shop_pgpool_pid "$1")" || { rm -f "$SHOP_DIR/pgpool$1.pid"; return 0; }
   # SIGINT is pgpool's fast shutdown (SIGTERM would wait for every client to leave).
   kill -INT "$pid" 2>/dev/null || true
-  wait_until 20 eval "! pid_alive $pid" || pkill -KILL -s "$pid" 2>/dev/null || true
+  wait_until 20 eval "! pid_alive $pid" || true
+  shop_kill_session "$pid"
   rm -f "$SHOP_DIR/pgpool$1.pid"
   note "pgpool$1 stopped (pid $pid)"
+}
+
+# kill -9 every process of a session, again until none is left alive: a pgpool forking a child
+# while it is killed leaves that child running, holding the ports.
+shop_kill_session() { # sid
+  local i
+  for ((i = 0; i < 50; i++)); do
+    pkill -KILL -s "$1" 2>/dev/null || true
+    # Zombies stay where nothing reaps them; only live processes count. pgrep cannot tell.
+    # shellcheck disable=SC2009
+    [[ $(ps -o stat= -s "$1" 2>/dev/null | grep -cv '^Z' || true) == 0 ]] && return 0
+    sleep 0.1
+  done
+  warn "processes of session $1 survived kill -9"
 }
 
 shop_pgpool_kill() { # node
   local pid
   pid="$(shop_pgpool_pid "$1")" || die "pgpool$1 is not running"
-  pkill -KILL -s "$pid" 2>/dev/null || true
+  shop_kill_session "$pid"
   rm -f "$SHOP_DIR/pgpool$1.pid"
   note "pgpool$1 killed (session $pid)"
 }
@@ -699,10 +810,10 @@ shop_env_lines() {
   printf 'export AGORA_SHOP_INSTANCE_ADDRS=%s\n' "$(IFS=,; printf '%s' "${SHOP_APP_PORTS[*]/#/127.0.0.1:}")"
 }
 
-shop_up() { # mode (empty: the recorded one, else snapshot)
+shop_up() { # mode (empty: the recorded one, else native)
   local mode=${1:-} t0=$SECONDS recorded
   recorded="$(shop_recorded_mode)"
-  mode=${mode:-${recorded:-snapshot}}
+  mode=${mode:-${recorded:-native}}
   shop_clustering_mode "$mode" >/dev/null
   if [[ -n $recorded && $mode != "$recorded" ]] && shop_running; then
     die "the shop runs with --pgpool $recorded: ./dev shop down $PROFILE first"
@@ -793,7 +904,7 @@ shop_kill() { # target
     nginx[12])
       n=${1#nginx}
       port="$(shop_nginx_pid "$n")" || die "$1 is not running"
-      pkill -KILL -s "$port" 2>/dev/null || true
+      shop_kill_session "$port"
       rm -f "$SHOP_DIR/nginx$n.pid"
       note "$1 killed (session $port)"
       ;;

@@ -2,6 +2,8 @@
 //! retry) and "this query failed" (a bug or a constraint, never retried blindly).
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -109,6 +111,126 @@ pub async fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<(), DbErro
     })
 }
 
+/// A pooled connection that is closed, not returned to the pool, when the work using it is
+/// abandoned by [`within`]. A statement timeout cannot end a wait that is not the server's (a
+/// pgpool-II blocked by a failing backend or an online recovery holds its clients without a
+/// word): such a connection would hang the next request that took it from the pool.
+pub struct Lease {
+    connection: Option<Connection>,
+    bound: Option<Arc<Bound>>,
+}
+
+/// The state [`within`] shares with the leases taken by its work.
+#[derive(Default)]
+struct Bound {
+    /// A connection was handed out: the work may have sent something.
+    started: AtomicBool,
+    /// The work ran out of time and is being dropped.
+    abandoning: AtomicBool,
+}
+
+tokio::task_local! {
+    static BOUND: Arc<Bound>;
+}
+
+impl Lease {
+    pub async fn get(pool: &Pool) -> Result<Self, DbError> {
+        let connection = pool.get().await?;
+        let bound = BOUND.try_with(Arc::clone).ok();
+        if let Some(bound) = &bound {
+            bound.started.store(true, Ordering::Relaxed);
+        }
+        Ok(Self {
+            connection: Some(connection),
+            bound,
+        })
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.connection
+            .as_ref()
+            .expect("a lease holds its connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.connection
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let abandoned = self
+            .bound
+            .as_ref()
+            .is_some_and(|bound| bound.abandoning.load(Ordering::Relaxed));
+        if abandoned && let Some(connection) = self.connection.take() {
+            metrics::counter!("db_connections_abandoned_total").increment(1);
+            // Out of the pool for good; dropping the client aborts its connection task,
+            // which closes the socket.
+            drop(Connection::take(connection));
+        }
+    }
+}
+
+/// What work [`within`] bounds, which decides what running out of time means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Nothing changed: as good as unavailable (503, safe to repeat).
+    Read,
+    /// A write that may have committed before its answer was lost, once it had a connection:
+    /// outcome unknown, never repeated blindly.
+    Write,
+}
+
+/// Runs `work` for at most `limit`. Past it the work is dropped, every [`Lease`] it held is
+/// closed instead of pooled, and the caller gets [`DbError::Unavailable`], or for a write that
+/// had a connection [`DbError::OutcomeUnknown`].
+pub async fn within<T, E: From<DbError>>(
+    limit: std::time::Duration,
+    work: Work,
+    future: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let bound = Arc::new(Bound::default());
+    let mut future = Box::pin(BOUND.scope(Arc::clone(&bound), future));
+    let mut deadline = std::pin::pin!(tokio::time::sleep(limit));
+    let finished = std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(outcome) = future.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(outcome));
+        }
+        deadline.as_mut().poll(cx).map(|()| None)
+    })
+    .await;
+    if let Some(outcome) = finished {
+        return outcome;
+    }
+    bound.abandoning.store(true, Ordering::Relaxed);
+    drop(future);
+    let label = match work {
+        Work::Read => "read",
+        Work::Write => "write",
+    };
+    metrics::counter!("db_work_abandoned_total", "work" => label).increment(1);
+    let message = format!(
+        "no answer from the database within {} ms",
+        limit.as_millis()
+    );
+    Err(
+        if work == Work::Write && bound.started.load(Ordering::Relaxed) {
+            DbError::OutcomeUnknown(message)
+        } else {
+            DbError::Unavailable(message)
+        }
+        .into(),
+    )
+}
+
 impl From<tokio_postgres::Error> for DbError {
     fn from(error: tokio_postgres::Error) -> Self {
         if is_connectivity_error(&error) {
@@ -196,8 +318,9 @@ impl DbError {
 /// What pgpool-II answers (as XX000, an internal error) when a backend dies under a statement:
 /// the statement did not complete there, and the next connection finds the backends pgpool
 /// still has.
-const PGPOOL_BACKEND_LOST: [&str; 4] = [
+const PGPOOL_BACKEND_LOST: [&str; 5] = [
     "failed to read kind from backend",
+    "backend throw an error message",
     "failed to create a backend connection",
     "do command failed",
     "kind mismatch among backends",
@@ -211,7 +334,7 @@ fn is_connectivity_error(error: &tokio_postgres::Error) -> bool {
         && *db.code() == SqlState::INTERNAL_ERROR
         && PGPOOL_BACKEND_LOST
             .iter()
-            .any(|message| db.message().contains(message))
+            .any(|message| db.message().to_ascii_lowercase().contains(message))
     {
         return true;
     }
@@ -283,5 +406,74 @@ pub fn readiness_check(
                 .map(|_| ())
                 .map_err(|error| DbError::from(error).to_string())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A pool of one connection to the test stack's PostgreSQL, without a statement timeout:
+    /// `pg_sleep` stands for a server that holds its client without a word.
+    fn pool_of_one() -> Pool {
+        let url = std::env::var("AGORA_TEST_DATABASE_URL")
+            .expect("AGORA_TEST_DATABASE_URL is not set: run the tests with ./dev test");
+        let config = DatabaseConfig {
+            pool_size: 1,
+            wait_timeout_ms: 200,
+            statement_timeout_ms: 0,
+            ..DatabaseConfig::for_url(url)
+        };
+        connect_pool(&config, "agora-test-deadline").expect("pool")
+    }
+
+    async fn sleep_on(pool: &Pool) -> Result<(), DbError> {
+        let db = Lease::get(pool).await?;
+        db.simple_query("SELECT pg_sleep(30)").await?;
+        Ok(())
+    }
+
+    async fn answer(pool: &Pool) -> Result<i32, DbError> {
+        let db = Lease::get(pool).await?;
+        Ok(db.query_one("SELECT 7", &[]).await?.get(0))
+    }
+
+    #[tokio::test]
+    async fn work_past_its_deadline_closes_its_connection_instead_of_pooling_it() {
+        let pool = pool_of_one();
+        let short = Duration::from_millis(300);
+
+        let read = within(short, Work::Read, sleep_on(&pool)).await;
+        assert!(matches!(read, Err(DbError::Unavailable(_))), "{read:?}");
+        assert_eq!(pool.status().size, 0, "the hung connection left the pool");
+        // The only slot is free again and the next request gets a fresh connection at once.
+        let next = within(short, Work::Read, answer(&pool)).await;
+        assert_eq!(next.expect("a fresh connection answers"), 7);
+
+        let write = within(short, Work::Write, sleep_on(&pool)).await;
+        assert!(
+            matches!(write, Err(DbError::OutcomeUnknown(_))),
+            "{write:?}"
+        );
+        assert_eq!(next_answer(&pool).await, 7);
+    }
+
+    async fn next_answer(pool: &Pool) -> i32 {
+        within(Duration::from_secs(5), Work::Read, answer(pool))
+            .await
+            .expect("answer")
+    }
+
+    #[tokio::test]
+    async fn a_write_that_never_got_a_connection_is_unavailable_not_unknown() {
+        let pool = pool_of_one();
+        let holder = Lease::get(&pool).await.expect("the only connection");
+        let write = within(Duration::from_millis(100), Work::Write, answer(&pool)).await;
+        assert!(matches!(write, Err(DbError::Unavailable(_))), "{write:?}");
+        drop(holder);
+        assert_eq!(pool.status().size, 1, "work in time returns its connection");
+        assert_eq!(next_answer(&pool).await, 7);
     }
 }

@@ -30,6 +30,14 @@ pub struct ShopConfig {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub pool_size: u32,
 
+    /// The longest one request's database work may take, in milliseconds, waiting for a pooled
+    /// connection included. Past it the request is answered 503 (5004 for a write that may
+    /// have committed) and its connections are closed, not pooled: a pgpool-II that blocks
+    /// during a backend's failure or an online recovery otherwise hangs them for good.
+    #[arg(long = "shop-deadline-ms", env = "AGORA_SHOP_DEADLINE_MS", default_value_t = 8_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub deadline_ms: u64,
+
     /// Where carts live: `postgres` or `redis`.
     #[arg(
         long = "shop-carts",
@@ -68,11 +76,16 @@ impl ShopConfig {
         Self {
             database_url: url.into(),
             pool_size: 16,
+            deadline_ms: 8_000,
             carts: CartBackend::Postgres,
             redis_sentinels: Vec::new(),
             redis_master: "agora-shop".to_owned(),
             node: None,
         }
+    }
+
+    pub fn deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.deadline_ms)
     }
 
     /// The shop database's pool settings: the main database's timeouts, the shop's URL and size.

@@ -93,5 +93,6 @@ pub fn shop(config: &ShopConfig, shared: Shared<'_>) -> anyhow::Result<service::
         carts,
         sessions,
         ids,
+        config.deadline(),
     ))
 }

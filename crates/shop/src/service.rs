@@ -1,7 +1,9 @@
 //! The shop's rules, apart from HTTP: who may change what, where carts live, idempotency.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use agora_platform::db::{self, DbError, Work};
 use agora_platform::ids::IdGenerator;
 use agora_platform::session::Sessions;
 use sha2::{Digest, Sha256};
@@ -36,6 +38,7 @@ struct State {
     carts: Carts,
     sessions: Sessions,
     ids: IdGenerator,
+    deadline: Duration,
 }
 
 impl axum::extract::FromRef<Shop> for Sessions {
@@ -80,15 +83,18 @@ const UNAVAILABLE_ATTEMPTS: u32 = 2;
 
 /// Runs a write transaction again after such a failure: it rolled back, so repeating it whole
 /// is safe. A COMMIT that broke is never repeated (its outcome is unknown: 5004).
-async fn retrying<T, Fut>(mut attempt: impl FnMut() -> Fut) -> Result<T, ShopError>
+/// Each attempt is bounded by `deadline` (`db::within`).
+async fn retrying<T, Fut>(
+    deadline: Duration,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, ShopError>
 where
     Fut: std::future::Future<Output = Result<T, ShopError>>,
 {
-    use agora_platform::db::DbError;
     let (mut contended, mut unavailable) = (0, 0);
-    let mut pause = std::time::Duration::from_millis(2);
+    let mut pause = Duration::from_millis(2);
     loop {
-        match attempt().await {
+        match db::within(deadline, Work::Write, attempt()).await {
             Err(ShopError::Database(DbError::Contended(_)))
                 if contended + 1 < CONTENDED_ATTEMPTS =>
             {
@@ -111,21 +117,44 @@ where
                 .map_or(0, |elapsed| elapsed.subsec_nanos())
                 % 1000,
         );
-        tokio::time::sleep(pause + std::time::Duration::from_micros(jitter * 3)).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        tokio::time::sleep(pause + Duration::from_micros(jitter * 3)).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
 impl Shop {
-    pub fn new(store: Store, carts: Carts, sessions: Sessions, ids: IdGenerator) -> Self {
+    pub fn new(
+        store: Store,
+        carts: Carts,
+        sessions: Sessions,
+        ids: IdGenerator,
+        deadline: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(State {
                 store,
                 carts,
                 sessions,
                 ids,
+                deadline,
             }),
         }
+    }
+
+    /// A write, repeated after a lost race or a broken connection, each attempt bounded.
+    async fn write<T, Fut>(&self, attempt: impl FnMut() -> Fut) -> Result<T, ShopError>
+    where
+        Fut: std::future::Future<Output = Result<T, ShopError>>,
+    {
+        retrying(self.inner.deadline, attempt).await
+    }
+
+    /// A read, bounded.
+    async fn read<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, ShopError>>,
+    ) -> Result<T, ShopError> {
+        db::within(self.inner.deadline, Work::Read, read).await
     }
 
     pub fn store(&self) -> &Store {
@@ -145,12 +174,12 @@ impl Shop {
     ) -> Result<Product, ShopError> {
         let id = self.inner.ids.next();
         let at = now();
-        retrying(|| async { Ok(self.store().insert_product(id, seller, &fields, at).await?) }).await
+        self.write(|| async { Ok(self.store().insert_product(id, seller, &fields, at).await?) })
+            .await
     }
 
     pub async fn product(&self, id: i64) -> Result<Product, ShopError> {
-        self.store()
-            .product(id)
+        self.read(async { Ok(self.store().product(id).await?) })
             .await?
             .ok_or(ShopError::NotFound("product not found"))
     }
@@ -160,7 +189,8 @@ impl Shop {
         category: Option<&str>,
         page: Page,
     ) -> Result<Vec<Product>, ShopError> {
-        Ok(self.store().products(category, page).await?)
+        self.read(async { Ok(self.store().products(category, page).await?) })
+            .await
     }
 
     pub async fn update_product(
@@ -170,9 +200,9 @@ impl Shop {
         fields: ProductFields,
     ) -> Result<Product, ShopError> {
         let at = now();
-        let outcome =
-            retrying(|| async { Ok(self.store().update_product(id, seller, &fields, at).await?) })
-                .await?;
+        let outcome = self
+            .write(|| async { Ok(self.store().update_product(id, seller, &fields, at).await?) })
+            .await?;
         match outcome {
             (Ownership::Changed, Some(product)) => Ok(product),
             (Ownership::NotOwner, _) => {
@@ -183,8 +213,9 @@ impl Shop {
     }
 
     pub async fn delete_product(&self, seller: i64, id: i64) -> Result<(), ShopError> {
-        let outcome =
-            retrying(|| async { Ok(self.store().delete_product(id, seller).await?) }).await?;
+        let outcome = self
+            .write(|| async { Ok(self.store().delete_product(id, seller).await?) })
+            .await?;
         match outcome {
             Ownership::Changed => Ok(()),
             Ownership::NotOwner => {
@@ -202,7 +233,7 @@ impl Shop {
         fields: CustomerFields,
     ) -> Result<Customer, ShopError> {
         let at = now();
-        retrying(|| async { Ok(self.store().insert_customer(user, &fields, at).await?) })
+        self.write(|| async { Ok(self.store().insert_customer(user, &fields, at).await?) })
             .await?
             .ok_or_else(|| {
                 ShopError::conflict("you have a customer record already; PUT changes it")
@@ -222,8 +253,7 @@ impl Shop {
 
     pub async fn customer(&self, caller: i64, user: i64) -> Result<Customer, ShopError> {
         Self::own(caller, user)?;
-        self.store()
-            .customer(user)
+        self.read(async { Ok(self.store().customer(user).await?) })
             .await?
             .ok_or(ShopError::NotFound("no customer record"))
     }
@@ -236,14 +266,17 @@ impl Shop {
     ) -> Result<Customer, ShopError> {
         Self::own(caller, user)?;
         let at = now();
-        retrying(|| async { Ok(self.store().update_customer(user, &fields, at).await?) })
+        self.write(|| async { Ok(self.store().update_customer(user, &fields, at).await?) })
             .await?
             .ok_or(ShopError::NotFound("no customer record"))
     }
 
     pub async fn delete_customer(&self, caller: i64, user: i64) -> Result<(), ShopError> {
         Self::own(caller, user)?;
-        if retrying(|| async { Ok(self.store().delete_customer(user).await?) }).await? {
+        if self
+            .write(|| async { Ok(self.store().delete_customer(user).await?) })
+            .await?
+        {
             Ok(())
         } else {
             Err(ShopError::NotFound("no customer record"))
@@ -253,17 +286,20 @@ impl Shop {
     // --- carts ---------------------------------------------------------------------------
 
     pub async fn cart(&self, user: i64) -> Result<(Vec<CartLine>, Vec<Product>), ShopError> {
-        let lines = match &self.inner.carts {
-            Carts::Postgres => self.store().cart(user).await?,
-            Carts::Redis(carts) => carts.lines(user).await?,
-        };
-        let ids: Vec<i64> = lines.iter().map(|line| line.product_id).collect();
-        let products = if ids.is_empty() {
-            Vec::new()
-        } else {
-            self.store().products_by_ids(&ids).await?
-        };
-        Ok((lines, products))
+        self.read(async {
+            let lines = match &self.inner.carts {
+                Carts::Postgres => self.store().cart(user).await?,
+                Carts::Redis(carts) => carts.lines(user).await?,
+            };
+            let ids: Vec<i64> = lines.iter().map(|line| line.product_id).collect();
+            let products = if ids.is_empty() {
+                Vec::new()
+            } else {
+                self.store().products_by_ids(&ids).await?
+            };
+            Ok((lines, products))
+        })
+        .await
     }
 
     /// Sets a line's quantity (0 removes it); `product: None` empties the cart.
@@ -278,17 +314,21 @@ impl Shop {
             Carts::Postgres => {
                 let idempotency = key.as_ref().map(Key::idempotency);
                 let at = now();
-                let (body, replayed) = retrying(|| {
-                    self.store()
-                        .change_cart(user, product, quantity, idempotency.as_ref(), at)
-                })
-                .await?;
+                let (body, replayed) = self
+                    .write(|| {
+                        self.store()
+                            .change_cart(user, product, quantity, idempotency.as_ref(), at)
+                    })
+                    .await?;
                 Ok(Reply { body, replayed })
             }
             Carts::Redis(carts) => {
                 if let Some(product) = product
                     && quantity > 0
-                    && self.store().product(product).await?.is_none()
+                    && self
+                        .read(async { Ok(self.store().product(product).await?) })
+                        .await?
+                        .is_none()
                 {
                     return Err(ShopError::NotFound("product not found"));
                 }
@@ -319,21 +359,23 @@ impl Shop {
         match &self.inner.carts {
             Carts::Postgres => {
                 let at = now();
-                let (body, replayed) = retrying(|| {
-                    self.store()
-                        .checkout(user, id, None, idempotency.as_ref(), at)
-                })
-                .await?;
+                let (body, replayed) = self
+                    .write(|| {
+                        self.store()
+                            .checkout(user, id, None, idempotency.as_ref(), at)
+                    })
+                    .await?;
                 Ok(Reply { body, replayed })
             }
             Carts::Redis(carts) => {
                 let lines = carts.lines_for_order(user).await?;
                 let at = now();
-                let (body, replayed) = retrying(|| {
-                    self.store()
-                        .checkout(user, id, Some(&lines), idempotency.as_ref(), at)
-                })
-                .await?;
+                let (body, replayed) = self
+                    .write(|| {
+                        self.store()
+                            .checkout(user, id, Some(&lines), idempotency.as_ref(), at)
+                    })
+                    .await?;
                 if !replayed && let Err(error) = carts.remove(user, &lines).await {
                     // The order stands; the cart keeps lines the client can remove.
                     tracing::warn!(%error, user, "ordered lines left in the cart");
@@ -344,14 +386,14 @@ impl Shop {
     }
 
     pub async fn order(&self, user: i64, id: i64) -> Result<Order, ShopError> {
-        self.store()
-            .order(user, id)
+        self.read(async { Ok(self.store().order(user, id).await?) })
             .await?
             .ok_or(ShopError::NotFound("order not found"))
     }
 
     pub async fn orders(&self, user: i64, page: Page) -> Result<Vec<Order>, ShopError> {
-        Ok(self.store().orders(user, page).await?)
+        self.read(async { Ok(self.store().orders(user, page).await?) })
+            .await
     }
 
     pub async fn move_order(
@@ -363,11 +405,12 @@ impl Shop {
     ) -> Result<Reply, ShopError> {
         let idempotency = key.as_ref().map(Key::idempotency);
         let at = now();
-        let (body, replayed) = retrying(|| {
-            self.store()
-                .move_order(user, id, action, idempotency.as_ref(), at)
-        })
-        .await?;
+        let (body, replayed) = self
+            .write(|| {
+                self.store()
+                    .move_order(user, id, action, idempotency.as_ref(), at)
+            })
+            .await?;
         Ok(Reply { body, replayed })
     }
 }

@@ -1,7 +1,7 @@
 //! SQL, and nothing else. Every id and timestamp is a parameter (see the migration: pgpool-II
 //! runs each write on every backend).
 
-use agora_platform::db::{self, DbError, DbPool};
+use agora_platform::db::{self, DbError, DbPool, Lease};
 use deadpool_postgres::Transaction;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -148,7 +148,7 @@ impl Store {
         fields: &ProductFields,
         now: OffsetDateTime,
     ) -> Result<Product, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(&format!(
                 "INSERT INTO products ({PRODUCT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
@@ -174,7 +174,7 @@ impl Store {
     }
 
     pub async fn product(&self, id: i64) -> Result<Option<Product>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(&format!(
                 "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
@@ -188,7 +188,7 @@ impl Store {
     }
 
     pub async fn products_by_ids(&self, ids: &[i64]) -> Result<Vec<Product>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(&format!(
                 "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1)"
@@ -208,7 +208,7 @@ impl Store {
         category: Option<&str>,
         page: Page,
     ) -> Result<Vec<Product>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let rows = match category {
             Some(category) => {
                 let statement = db
@@ -239,7 +239,7 @@ impl Store {
         fields: &ProductFields,
         now: OffsetDateTime,
     ) -> Result<(Ownership, Option<Product>), DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(&format!(
                 "UPDATE products SET name = $3, description = $4, category = $5, price_minor = $6, \
@@ -268,7 +268,7 @@ impl Store {
     }
 
     pub async fn delete_product(&self, id: i64, seller: i64) -> Result<Ownership, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached("DELETE FROM products WHERE id = $1 AND seller_id = $2")
             .await?;
@@ -294,7 +294,7 @@ impl Store {
         fields: &CustomerFields,
         now: OffsetDateTime,
     ) -> Result<Option<Customer>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(
                 "INSERT INTO customers (user_id, name, email, address, created_at, updated_at) \
@@ -313,7 +313,7 @@ impl Store {
     }
 
     pub async fn customer(&self, user: i64) -> Result<Option<Customer>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(
                 "SELECT user_id, name, email, address, created_at, updated_at FROM customers \
@@ -333,7 +333,7 @@ impl Store {
         fields: &CustomerFields,
         now: OffsetDateTime,
     ) -> Result<Option<Customer>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(
                 "UPDATE customers SET name = $2, email = $3, address = $4, updated_at = $5 \
@@ -351,7 +351,7 @@ impl Store {
     }
 
     pub async fn delete_customer(&self, user: i64) -> Result<bool, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached("DELETE FROM customers WHERE user_id = $1")
             .await?;
@@ -419,7 +419,7 @@ impl Store {
     // --- carts in PostgreSQL -------------------------------------------------------------
 
     pub async fn cart(&self, user: i64) -> Result<Vec<CartLine>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(
                 "SELECT product_id, quantity FROM cart_lines WHERE user_id = $1 ORDER BY product_id",
@@ -446,7 +446,7 @@ impl Store {
         idempotency: Option<&Idempotency<'_>>,
         now: OffsetDateTime,
     ) -> Result<(String, bool), ShopError> {
-        let mut db = self.pool.get().await?;
+        let mut db = Lease::get(&self.pool).await?;
         let tx = db.transaction().await?;
         if let Some(idempotency) = idempotency
             && let Claim::Replay(body) = Self::claim(&tx, user, idempotency, now).await?
@@ -519,7 +519,7 @@ impl Store {
         idempotency: Option<&Idempotency<'_>>,
         now: OffsetDateTime,
     ) -> Result<(String, bool), ShopError> {
-        let mut db = self.pool.get().await?;
+        let mut db = Lease::get(&self.pool).await?;
         let tx = db.transaction().await?;
         if let Some(idempotency) = idempotency
             && let Claim::Replay(body) = Self::claim(&tx, user, idempotency, now).await?
@@ -642,7 +642,7 @@ impl Store {
 
     /// The user's order; `None` for another user's order as for a missing one.
     pub async fn order(&self, user: i64, id: i64) -> Result<Option<Order>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let row = db
             .query_opt(
                 "SELECT id, state, total_minor, created_at, updated_at FROM orders \
@@ -659,7 +659,7 @@ impl Store {
 
     /// The user's orders, newest first.
     pub async fn orders(&self, user: i64, page: Page) -> Result<Vec<Order>, DbError> {
-        let db = self.pool.get().await?;
+        let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(
                 "SELECT id, state, total_minor, created_at, updated_at FROM orders \
@@ -714,7 +714,7 @@ impl Store {
         idempotency: Option<&Idempotency<'_>>,
         now: OffsetDateTime,
     ) -> Result<(String, bool), ShopError> {
-        let mut db = self.pool.get().await?;
+        let mut db = Lease::get(&self.pool).await?;
         let tx = db.transaction().await?;
         if let Some(idempotency) = idempotency
             && let Claim::Replay(body) = Self::claim(&tx, user, idempotency, now).await?

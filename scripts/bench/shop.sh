@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# The shop study (docs/benchmarks/shop.md), reproduced with one command: `./dev bench shop`,
+# which starts the dev stack (sessions live in its main database) and builds release binaries,
+# then runs this. It brings up the shop's parts (`./dev shop up dev`) and starts the shop
+# instances itself, so that one run can measure, one after another, the same shopaholic load
+# through a growing chain of parts:
+#
+#   direct     1 instance → shop-pg1 (no pgpool, shop-pg2 stopped), no nginx  [the ceiling]
+#   pgpool     1 instance → pgpool1 → shop-pg1 only (shop-pg2 stopped)
+#   2 pg       1 instance → pgpool1 → both backends (every write runs twice)
+#   2 pgpool   1 instance → both pgpools → both backends
+#   nginx      nginx1 → 1 instance → both pgpools → both backends
+#   2 app      nginx1 → 2 instances → …
+#   2 nginx    both nginx → 2 instances → …                      (carts in PostgreSQL so far)
+#   redis      the same, carts in Redis (primary + replica, Sentinel)
+#   streaming  the same, pgpool in streaming-replication mode (reads balanced to the standby)
+#
+# with the CPU each kind of process spent (read from /proc), and renders the bar charts with
+# `agora-bench shop-report`. The shop's parts are left as they were found (native mode, up).
+#
+# Env: AGORA_BIN_DIR, AGORA_PG_BIN, AGORA_PG_PORT, AGORA_REDIS_PORT (set by ./dev bench);
+#      BENCH_CLIENTS (32), BENCH_WARMUP (3), BENCH_DURATION (20), BENCH_OUT (docs/benchmarks).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=common.sh
+. "$ROOT/scripts/bench/common.sh"
+CLIENTS=${BENCH_CLIENTS:-32}
+WARMUP=${BENCH_WARMUP:-3}
+DURATION=${BENCH_DURATION:-20}
+OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
+STEM=shop
+SHOPPERS=200
+PRODUCTS=300
+export AGORA_REDIS_URL="redis://127.0.0.1:${AGORA_REDIS_PORT:?run through ./dev bench}"
+export AGORA_LOG=warn AGORA_OPS_LISTEN=api AGORA_SERVICES=shop
+export AGORA_NAMESPACE="benchshop$$"
+WORK="$(mktemp -d)"
+INSTANCE_PIDS=()
+STARTED_SHOP=0
+
+dev() { "$ROOT/dev" "$@"; }
+
+stop_instances() {
+  local pid
+  for pid in "${INSTANCE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${INSTANCE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  INSTANCE_PIDS=()
+}
+cleanup() {
+  stop_instances
+  if [[ $(cat "$WORK/mode" 2>/dev/null) == streaming ]]; then
+    note "putting the shop back in native mode"
+    { dev shop down dev && dev shop up dev --pgpool native; } >>"$WORK/shop.log" 2>&1 || true
+  fi
+  if ((STARTED_SHOP)); then dev shop down dev >/dev/null 2>&1 || true; fi
+  sql -c "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users ORDER BY id LIMIT $SHOPPERS)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The shop's parts in the given pgpool mode, and their addresses.
+shop_up() { # mode
+  local status
+  status=$(dev shop status dev 2>/dev/null || true)
+  if ! grep -q "pgpool1 .*running" <<<"$status"; then STARTED_SHOP=1; fi
+  if grep -q "pgpool mode $1" <<<"$status" || ! grep -q "running" <<<"$status"; then
+    dev shop up dev --pgpool "$1" >>"$WORK/shop.log" 2>&1 || { tail -n 30 "$WORK/shop.log" >&2; die "./dev shop up dev --pgpool $1 failed"; }
+  else
+    note "switching the shop to pgpool mode $1 (./dev shop down, up --pgpool $1)"
+    { dev shop down dev && dev shop up dev --pgpool "$1"; } >>"$WORK/shop.log" 2>&1 || { tail -n 30 "$WORK/shop.log" >&2; die "switching to --pgpool $1 failed"; }
+  fi
+  echo "$1" >"$WORK/mode"
+  eval "$(dev shop env dev)"
+  IFS=, read -ra NGINX_URLS <<<"$AGORA_SHOP_NGINX_URLS"
+  IFS=, read -ra INSTANCE_ADDRS <<<"$AGORA_SHOP_INSTANCE_ADDRS"
+  IFS=, read -ra PGPOOLS <<<"${AGORA_SHOP_DATABASE_URL#*@}"
+  PGPOOLS[-1]=${PGPOOLS[-1]%%/*}
+  BACKEND_PORTS=()
+  local port
+  while read -r port; do BACKEND_PORTS+=("$port"); done < <(sed -n 's/.*shop-pg[12] *running.*127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$(dev shop status dev)")
+  ((${#BACKEND_PORTS[@]} == 2)) || die "expected two running shop backends"
+}
+
+shop_url() { # host:port,...
+  echo "postgres://agora:agora@$1/shop?load_balance_hosts=random&target_session_attrs=read-write&connect_timeout=2"
+}
+
+start_instances() { # count carts database-url
+  local n address
+  for ((n = 1; n <= $1; n++)); do
+    address=${INSTANCE_ADDRS[$((n - 1))]}
+    AGORA_LISTEN=$address AGORA_SHOP_CARTS=$2 AGORA_SHOP_DATABASE_URL=$3 AGORA_SHOP_NODE=$n \
+      "$BIN/agora" serve >>"$WORK/instance$n.log" 2>&1 &
+    INSTANCE_PIDS+=($!)
+  done
+  for ((n = 1; n <= $1; n++)); do
+    address=${INSTANCE_ADDRS[$((n - 1))]}
+    local i
+    for ((i = 0; i < 100; i++)); do
+      [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$address/health")" == 200 ]] && break
+      kill -0 "${INSTANCE_PIDS[$((n - 1))]}" 2>/dev/null || { tail -n 20 "$WORK/instance$n.log" >&2; die "shop instance $n exited"; }
+      sleep 0.1
+    done
+    ((i < 100)) || die "shop instance $n did not answer on $address"
+  done
+}
+
+# CPU ticks of processes and their live children; a process's counters include the children it
+# has reaped already (PostgreSQL and pgpool reap theirs).
+ticks_with_children() { # pid...
+  local total=0 pid child
+  for pid in "$@"; do
+    total=$((total + $(cpu_ticks_of "$pid")))
+    for child in $(pgrep -P "$pid" || true); do total=$((total + $(cpu_ticks_of "$child"))); done
+  done
+  echo "$total"
+}
+pids_of() { pgrep -f "$1" | tr '\n' ' ' || true; }
+cpu_sample() { # file
+  local shop_dir="$ROOT/.stack/dev/shop" postmasters=() n pid
+  for n in 1 2; do
+    pid=$(head -n1 "$ROOT/.stack/dev/shop-pg$n/data/postmaster.pid" 2>/dev/null || true)
+    [[ $pid =~ ^[0-9]+$ ]] && postmasters+=("$pid")
+  done
+  # shellcheck disable=SC2046 # pid lists
+  {
+    echo "app $(ticks_with_children "${INSTANCE_PIDS[@]}")"
+    echo "pgpool $(ticks_with_children $(cat "$shop_dir"/pgpool[12].pid 2>/dev/null))"
+    echo "postgres $(ticks_with_children "${postmasters[@]}")"
+    echo "nginx $(ticks_with_children $(cat "$shop_dir"/nginx[12].pid 2>/dev/null))"
+    echo "redis $(ticks_with_children $(cat "$shop_dir"/redis[12].pid 2>/dev/null))"
+    echo "load $(ticks_with_children $(pids_of 'agora-bench shopaholic'))"
+  } >"$1"
+}
+
+clean_shop() {
+  PGPASSWORD=agora "$PSQL" -X -q -At -h 127.0.0.1 -p "${PGPOOLS[0]##*:}" -U agora -d shop -v ON_ERROR_STOP=1 \
+    -c "TRUNCATE order_lines, orders, cart_lines, idempotency_keys, products, customers" >/dev/null
+}
+
+RESULTS=()
+measure() { # label instances carts database-url targets
+  local label=$1 file
+  file="$WORK/$(tr -c 'a-z0-9\n' '-' <<<"$label").json"
+  note "$label: $2 instance(s), carts in $3, $CLIENTS shoppers for ${DURATION}s via $5"
+  start_instances "$2" "$3" "$4"
+  "$BIN/agora-bench" shopaholic --targets "$5" --users "$WORK/shoppers.txt" --clients "$CLIENTS" \
+    --warmup-secs "$WARMUP" --duration-secs "$DURATION" --products "$PRODUCTS" --label "$label" \
+    --out "$file" >"$WORK/load.log" 2>&1 &
+  local load=$!
+  # The CPU window opens with the measured window (after the warm-up) and closes with it.
+  sleep "$WARMUP"
+  cpu_sample "$file.cpu0"
+  wait "$load" || { cat "$WORK/load.log" >&2; die "shopaholic failed in $label"; }
+  cpu_sample "$file.cpu1"
+  tail -n 1 "$WORK/load.log"
+  stop_instances
+  RESULTS+=("$file")
+}
+
+main() {
+  ensure_bench_data
+  shop_up native
+  "$BIN/agora" migrate --shop >/dev/null
+  "$BIN/agora" scenario shop --users "$SHOPPERS" --out "$WORK/shoppers.txt" >/dev/null
+  clean_shop
+
+  local pool1=${PGPOOLS[0]} both_pools
+  both_pools=$(IFS=,; echo "${PGPOOLS[*]}")
+  local one_app=http://${INSTANCE_ADDRS[0]}
+
+  note "stopping shop-pg2 (pgpool detaches it): one backend"
+  dev shop kill pg2 dev >>"$WORK/shop.log" 2>&1
+  sleep 3
+  measure "direct" 1 postgres "$(shop_url "127.0.0.1:${BACKEND_PORTS[0]}")" "$one_app"
+  measure "pgpool" 1 postgres "$(shop_url "$pool1")" "$one_app"
+  note "bringing shop-pg2 back (online recovery): two backends"
+  dev shop start pg2 dev >>"$WORK/shop.log" 2>&1 || { tail -n 20 "$WORK/shop.log" >&2; die "recovering shop-pg2 failed"; }
+  measure "2 pg" 1 postgres "$(shop_url "$pool1")" "$one_app"
+  measure "2 pgpool" 1 postgres "$(shop_url "$both_pools")" "$one_app"
+  measure "nginx" 1 postgres "$(shop_url "$both_pools")" "${NGINX_URLS[0]}"
+  measure "2 app" 2 postgres "$(shop_url "$both_pools")" "${NGINX_URLS[0]}"
+  measure "2 nginx" 2 postgres "$(shop_url "$both_pools")" "$AGORA_SHOP_NGINX_URLS"
+  measure "redis" 2 redis "$(shop_url "$both_pools")" "$AGORA_SHOP_NGINX_URLS"
+
+  shop_up streaming
+  clean_shop
+  measure "streaming" 2 redis "$(shop_url "$both_pools")" "$AGORA_SHOP_NGINX_URLS"
+  shop_up native
+
+  mkdir -p "$OUT"
+  local args=() file
+  for file in "${RESULTS[@]}"; do args+=(--from "$file"); done
+  "$BIN/agora-bench" shop-report "${args[@]}" --out "$OUT" --stem "$STEM" --markdown "$WORK/results.md"
+  cpu_table >"$WORK/cpu.md"
+  {
+    echo "# The shop under a shopaholic load"
+    echo
+    cat "$ROOT/scripts/bench/shop-intro.md"
+    echo
+    cat "$WORK/results.md"
+    echo
+    cat "$WORK/cpu.md"
+    echo
+    echo "Run: $(date -u +%Y-%m-%d), $(nproc) cores, $CLIENTS shoppers, ${WARMUP} s warm-up and ${DURATION} s measured per configuration, one configuration after another in one run (\`./dev bench shop\`)."
+  } >"$OUT/$STEM.md"
+  render_pngs
+  note "wrote $OUT/$STEM.md"
+}
+
+# CPU seconds each kind of process spent per configuration, and per 1,000 requests.
+cpu_table() {
+  python3 - "$(nproc)" "${RESULTS[@]}" <<'PY'
+import json, sys
+ticks = 100.0  # USER_HZ
+cores = int(sys.argv[1])
+kinds = ["app", "pgpool", "postgres", "nginx", "redis", "load"]
+def sample(path):
+    return {line.split()[0]: int(line.split()[1]) for line in open(path)}
+print("### Where the CPU went\n")
+print("CPU seconds each kind of process spent in the measured window (and per 1,000 requests), read")
+print("from /proc. All of it comes out of the same %d cores.\n" % cores)
+print("| configuration | requests/s | " + " | ".join(kinds) + " | total / 1,000 requests |")
+print("|---|---:|" + "---:|" * len(kinds) + "---:|")
+for path in sys.argv[2:]:
+    report = json.load(open(path))
+    before, after = sample(path + ".cpu0"), sample(path + ".cpu1")
+    requests = sum(kind["count"] for kind in report["kinds"].values())
+    rps = requests / report["duration_secs"]
+    spent = {k: max(0, after.get(k, 0) - before.get(k, 0)) / ticks for k in kinds}
+    cells = " | ".join(f"{spent[k]:.1f} ({1000 * spent[k] / max(requests, 1):.2f})" for k in kinds)
+    total = sum(spent.values())
+    print(f"| {report['label']} | {rps:,.0f} | {cells} | {1000 * total / max(requests, 1):.2f} s |")
+PY
+}
+
+main "$@"
