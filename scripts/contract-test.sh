@@ -73,7 +73,7 @@ start_server() {
     die "agora migrate failed (log: $SERVER_LOG)"
   }
   AGORA_DATABASE_URL="$DB_URL" AGORA_LISTEN="127.0.0.1:$PORT" AGORA_OPS_LISTEN=api \
-    AGORA_SERVICES=social,dialogs,shop "$BIN" serve >>"$SERVER_LOG" 2>&1 &
+    AGORA_SERVICES=social,dialogs,shop,ugc "$BIN" serve >>"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   local i
   for ((i = 0; i < 60; i++)); do
@@ -139,6 +139,9 @@ main() {
   # The shop on a database of its own (without pgpool-II: the contract is the same).
   DB_NAME=agora_contract_shop fresh_database "$ADMIN_URL"
   export AGORA_SHOP_DATABASE_URL="${ADMIN_URL%/*}/agora_contract_shop"
+  # UGC on a database of its own, as agora migrate makes it.
+  DB_NAME=agora_contract_ugc fresh_database "$ADMIN_URL"
+  export AGORA_UGC_DATABASE_URL="${ADMIN_URL%/*}/agora_contract_ugc"
   PORT="$(free_port)"
   BASE="http://127.0.0.1:$PORT"
   start_server

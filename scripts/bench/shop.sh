@@ -18,8 +18,15 @@
 # with the CPU each kind of process spent (read from /proc), and renders the bar charts with
 # `agora-bench shop-report`. The shop's parts are left as they were found (native mode, up).
 #
+# The ladder runs BENCH_ROUNDS times (each configuration on a clean shop and a fresh Redis
+# namespace); the charts and the CPU table show the last round (the first also warms caches and
+# the page cache of a fresh machine), and a table puts every round's requests/s side by side, so
+# the reader sees how much of a difference is the machine's noise. The shop instances' and the
+# load's logs, and every round's results and CPU samples, are kept in .stack/dev/logs/bench-shop/.
+#
 # Env: AGORA_BIN_DIR, AGORA_PG_BIN, AGORA_PG_PORT, AGORA_REDIS_PORT (set by ./dev bench);
-#      BENCH_CLIENTS (32), BENCH_WARMUP (3), BENCH_DURATION (20), BENCH_OUT (docs/benchmarks).
+#      BENCH_CLIENTS (32), BENCH_WARMUP (3), BENCH_DURATION (20), BENCH_ROUNDS (2),
+#      BENCH_OUT (docs/benchmarks).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,14 +35,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CLIENTS=${BENCH_CLIENTS:-32}
 WARMUP=${BENCH_WARMUP:-3}
 DURATION=${BENCH_DURATION:-20}
+ROUNDS=${BENCH_ROUNDS:-2}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
 STEM=shop
 SHOPPERS=200
 PRODUCTS=300
 export AGORA_REDIS_URL="redis://127.0.0.1:${AGORA_REDIS_PORT:?run through ./dev bench}"
 export AGORA_LOG=warn AGORA_OPS_LISTEN=api AGORA_SERVICES=shop
-export AGORA_NAMESPACE="benchshop$$"
 WORK="$(mktemp -d)"
+LOGS="$ROOT/.stack/dev/logs/bench-shop"
 INSTANCE_PIDS=()
 STARTED_SHOP=0
 
@@ -55,6 +63,7 @@ cleanup() {
   fi
   if ((STARTED_SHOP)); then dev shop down dev >/dev/null 2>&1 || true; fi
   sql -c "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users ORDER BY id LIMIT $SHOPPERS)" >/dev/null 2>&1 || true
+  rm -rf "$LOGS" && mkdir -p "$LOGS" && cp "$WORK"/*.log "$WORK"/*.json* "$LOGS/" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -127,6 +136,7 @@ cpu_sample() { # file
   done
   # shellcheck disable=SC2046 # pid lists
   {
+    echo "at $(date +%s%N)"
     echo "app $(ticks_with_children "${INSTANCE_PIDS[@]}")"
     echo "pgpool $(ticks_with_children $(cat "$shop_dir"/pgpool[12].pid 2>/dev/null))"
     echo "postgres $(ticks_with_children "${postmasters[@]}")"
@@ -136,42 +146,48 @@ cpu_sample() { # file
   } >"$1"
 }
 
-clean_shop() {
-  PGPASSWORD=agora "$PSQL" -X -q -At -h 127.0.0.1 -p "${PGPOOLS[0]##*:}" -U agora -d shop -v ON_ERROR_STOP=1 \
-    -c "TRUNCATE order_lines, orders, cart_lines, idempotency_keys, products, customers" >/dev/null
+clean_shop() { # through pgpool, so that both backends are cleaned; retried while it settles a failover
+  local try
+  for ((try = 1; ; try++)); do
+    PGPASSWORD=agora "$PSQL" -X -q -At -h 127.0.0.1 -p "${PGPOOLS[0]##*:}" -U agora -d shop -v ON_ERROR_STOP=1 \
+      -c "TRUNCATE order_lines, orders, cart_lines, idempotency_keys, products, customers" >/dev/null 2>>"$WORK/shop.log" && return
+    ((try < 30)) || die "could not empty the shop through pgpool (see $LOGS/shop.log)"
+    sleep 1
+  done
 }
 
-RESULTS=()
+RESULTS=() # the last round: the charts and the CPU table
+EARLIER=() # the other rounds
+ROUND=1
 measure() { # label instances carts database-url targets
   local label=$1 file
-  file="$WORK/$(tr -c 'a-z0-9\n' '-' <<<"$label").json"
-  note "$label: $2 instance(s), carts in $3, $CLIENTS shoppers for ${DURATION}s via $5"
+  file="$WORK/$(tr -c 'a-z0-9\n' '-' <<<"$label")-round$ROUND.json"
+  note "round $ROUND/$ROUNDS, $label: $2 instance(s), carts in $3, $CLIENTS shoppers for ${DURATION}s via $5"
+  # Every configuration starts from an empty shop and carts no earlier one left behind.
+  clean_shop
+  export AGORA_NAMESPACE="benchshop$$-$ROUND-${#RESULTS[@]}-${#EARLIER[@]}-"
   start_instances "$2" "$3" "$4"
   "$BIN/agora-bench" shopaholic --targets "$5" --users "$WORK/shoppers.txt" --clients "$CLIENTS" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --products "$PRODUCTS" --label "$label" \
     --out "$file" >"$WORK/load.log" 2>&1 &
   local load=$!
-  # The CPU window opens with the measured window (after the warm-up) and closes with it.
+  # The CPU window opens after the warm-up and closes just before the load ends (a process that
+  # has exited has no counters left to read); the table turns it into a rate.
   sleep "$WARMUP"
   cpu_sample "$file.cpu0"
-  wait "$load" || { cat "$WORK/load.log" >&2; die "shopaholic failed in $label"; }
+  sleep "$(awk -v d="$DURATION" 'BEGIN { print (d > 2 ? d - 0.5 : d * 0.75) }')"
   cpu_sample "$file.cpu1"
+  wait "$load" || { cat "$WORK/load.log" >&2; die "shopaholic failed in $label"; }
   tail -n 1 "$WORK/load.log"
+  { echo "== round $ROUND, $label"; cat "$WORK/load.log"; } >>"$WORK/load-all.log"
   stop_instances
-  RESULTS+=("$file")
+  if ((ROUND == ROUNDS)); then RESULTS+=("$file"); else EARLIER+=("$file"); fi
 }
 
-main() {
-  ensure_bench_data
-  shop_up native
-  "$BIN/agora" migrate --shop >/dev/null
-  "$BIN/agora" scenario shop --users "$SHOPPERS" --out "$WORK/shoppers.txt" >/dev/null
-  clean_shop
-
-  local pool1=${PGPOOLS[0]} both_pools
+# The native ladder, from one backend without pgpool up to two nginx with carts in Redis.
+native_ladder() {
+  local pool1=${PGPOOLS[0]} both_pools one_app=http://${INSTANCE_ADDRS[0]}
   both_pools=$(IFS=,; echo "${PGPOOLS[*]}")
-  local one_app=http://${INSTANCE_ADDRS[0]}
-
   note "stopping shop-pg2 (pgpool detaches it): one backend"
   dev shop kill pg2 dev >>"$WORK/shop.log" 2>&1
   sleep 3
@@ -185,10 +201,21 @@ main() {
   measure "2 app" 2 postgres "$(shop_url "$both_pools")" "${NGINX_URLS[0]}"
   measure "2 nginx" 2 postgres "$(shop_url "$both_pools")" "$AGORA_SHOP_NGINX_URLS"
   measure "redis" 2 redis "$(shop_url "$both_pools")" "$AGORA_SHOP_NGINX_URLS"
+}
 
+main() {
+  ensure_bench_data
+  shop_up native
+  "$BIN/agora" migrate --shop >/dev/null
+  "$BIN/agora" scenario shop --users "$SHOPPERS" --out "$WORK/shoppers.txt" >/dev/null
+
+  for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do native_ladder; done
   shop_up streaming
-  clean_shop
-  measure "streaming" 2 redis "$(shop_url "$both_pools")" "$AGORA_SHOP_NGINX_URLS"
+  local both_pools
+  both_pools=$(IFS=,; echo "${PGPOOLS[*]}")
+  for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    measure "streaming" 2 redis "$(shop_url "$both_pools")" "$AGORA_SHOP_NGINX_URLS"
+  done
   shop_up native
 
   mkdir -p "$OUT"
@@ -196,6 +223,7 @@ main() {
   for file in "${RESULTS[@]}"; do args+=(--from "$file"); done
   "$BIN/agora-bench" shop-report "${args[@]}" --out "$OUT" --stem "$STEM" --markdown "$WORK/results.md"
   cpu_table >"$WORK/cpu.md"
+  rounds_table >"$WORK/rounds.md"
   {
     echo "# The shop under a shopaholic load"
     echo
@@ -205,13 +233,15 @@ main() {
     echo
     cat "$WORK/cpu.md"
     echo
-    echo "Run: $(date -u +%Y-%m-%d), $(nproc) cores, $CLIENTS shoppers, ${WARMUP} s warm-up and ${DURATION} s measured per configuration, one configuration after another in one run (\`./dev bench shop\`)."
+    cat "$WORK/rounds.md"
+    echo
+    echo "Run: $(date -u +%Y-%m-%d), $(nproc) cores, $CLIENTS shoppers, ${WARMUP} s warm-up and ${DURATION} s measured per configuration, one configuration after another in one run, the ladder $ROUNDS times (\`./dev bench shop\`)."
   } >"$OUT/$STEM.md"
   render_pngs
   note "wrote $OUT/$STEM.md"
 }
 
-# CPU seconds each kind of process spent per configuration, and per 1,000 requests.
+# Cores each kind of process kept busy per configuration, and CPU seconds per 1,000 requests.
 cpu_table() {
   python3 - "$(nproc)" "${RESULTS[@]}" <<'PY'
 import json, sys
@@ -221,19 +251,50 @@ kinds = ["app", "pgpool", "postgres", "nginx", "redis", "load"]
 def sample(path):
     return {line.split()[0]: int(line.split()[1]) for line in open(path)}
 print("### Where the CPU went\n")
-print("CPU seconds each kind of process spent in the measured window (and per 1,000 requests), read")
-print("from /proc. All of it comes out of the same %d cores.\n" % cores)
-print("| configuration | requests/s | " + " | ".join(kinds) + " | total / 1,000 requests |")
-print("|---|---:|" + "---:|" * len(kinds) + "---:|")
+print("Cores each kind of process kept busy in the measured window (read from /proc) and, in")
+print("brackets, the CPU seconds it spent per 1,000 requests. All of it comes out of the same")
+print("%d cores: a total near %d means the machine, not the design, set the pace.\n" % (cores, cores))
+print("| configuration | requests/s | " + " | ".join(kinds) + " | total cores | CPU s / 1,000 requests |")
+print("|---|---:|" + "---:|" * len(kinds) + "---:|---:|")
 for path in sys.argv[2:]:
     report = json.load(open(path))
     before, after = sample(path + ".cpu0"), sample(path + ".cpu1")
+    elapsed = (after["at"] - before["at"]) / 1e9
     requests = sum(kind["count"] for kind in report["kinds"].values())
     rps = requests / report["duration_secs"]
-    spent = {k: max(0, after.get(k, 0) - before.get(k, 0)) / ticks for k in kinds}
-    cells = " | ".join(f"{spent[k]:.1f} ({1000 * spent[k] / max(requests, 1):.2f})" for k in kinds)
-    total = sum(spent.values())
-    print(f"| {report['label']} | {rps:,.0f} | {cells} | {1000 * total / max(requests, 1):.2f} s |")
+    busy = {k: max(0, after.get(k, 0) - before.get(k, 0)) / ticks / elapsed for k in kinds}
+    cells = " | ".join(f"{busy[k]:.2f} ({1000 * busy[k] / max(rps, 1e-9):.2f})" for k in kinds)
+    total = sum(busy.values())
+    print(f"| {report['label']} | {rps:,.0f} | {cells} | {total:.2f} | {1000 * total / max(rps, 1e-9):.2f} |")
+PY
+}
+
+# Every round's requests/s side by side: their spread is the machine's noise.
+rounds_table() {
+  python3 - "$ROUNDS" "${EARLIER[@]}" -- "${RESULTS[@]}" <<'PY'
+import json, sys
+rounds = int(sys.argv[1])
+split = sys.argv.index("--")
+first, later = sys.argv[2:split], sys.argv[split + 1:]
+def rate(path):
+    report = json.load(open(path))
+    requests = sum(kind["count"] for kind in report["kinds"].values())
+    return report["label"], requests / report["duration_secs"]
+by_label, order = {}, []
+for path in first + later:
+    label, rps = rate(path)
+    if label not in by_label:
+        order.append(label)
+    by_label.setdefault(label, []).append(rps)
+print("### Round to round\n")
+print("The same ladder measured %d times in this run; the charts and the tables above show the last round.\n" % rounds)
+print("| configuration | " + " | ".join(f"round {n} requests/s" for n in range(1, rounds + 1)) + " | spread |")
+print("|---|" + "---:|" * rounds + "---:|")
+for label in order:
+    values = by_label[label]
+    spread = (max(values) - min(values)) / max(max(values), 1e-9)
+    cells = " | ".join(f"{v:,.0f}" for v in values)
+    print(f"| {label} | {cells} | {100 * spread:.0f} % |")
 PY
 }
 

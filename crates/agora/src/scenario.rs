@@ -22,6 +22,29 @@ pub enum ScenarioCommand {
     /// The shop benchmark's shoppers: sampled users, each with a fresh session token, one
     /// token per line of --out.
     Shop(ShopScenarioArgs),
+    /// The UGC benchmark's requests: sampled users (a fresh session each) rating, bookmarking
+    /// and reviewing films chosen by popularity (1/rank), and reading ratings, review pages and
+    /// bookmarks. Writes rate.txt, bookmark.txt, review.txt, film-rating.txt,
+    /// reviews-newest.txt, reviews-top.txt and bookmarks.txt into --out-dir.
+    Ugc(UgcScenarioArgs),
+}
+
+#[derive(clap::Args)]
+pub struct UgcScenarioArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[arg(long, default_value_t = 2000)]
+    users: usize,
+    /// Films in the catalog; their popularity falls as 1/rank.
+    #[arg(long, default_value_t = 10_000)]
+    films: usize,
+    /// Requests per file.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    out_dir: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -105,6 +128,7 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
     let (args, paths) = match command {
         ScenarioCommand::Feed(args) => return write_feed_scenario(args).await,
         ScenarioCommand::Dialogs(args) => return write_dialogs_scenario(args).await,
+        ScenarioCommand::Ugc(args) => return write_ugc_scenario(args).await,
         ScenarioCommand::Shop(args) => {
             let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
             let tokens = agora_social::scenario::shoppers(&pool, args.users, args.seed).await?;
@@ -169,6 +193,100 @@ fn write_lines<const N: usize>(
         println!("scenario: {} lines in {}", lines.len(), path.display());
     }
     Ok(())
+}
+
+/// splitmix64: reproducible draws; the scenario needs spread, not secrecy.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n.max(1) as u128) >> 64) as usize
+    }
+}
+
+async fn write_ugc_scenario(args: UgcScenarioArgs) -> anyhow::Result<()> {
+    let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
+    let users = agora_social::scenario::users_with_sessions(&pool, args.users, args.seed).await?;
+    let films = args.films.max(1);
+    // Cumulative 1/rank weights: a film is drawn in proportion to its popularity.
+    let mut cumulative = Vec::with_capacity(films);
+    let mut total = 0.0;
+    for rank in 1..=films {
+        total += 1.0 / rank as f64;
+        cumulative.push(total);
+    }
+    let film_id = |index: usize| format!("00000000-0000-4000-8000-{index:012x}");
+    let mut draws = Draws(args.seed ^ 0x0c0ffee);
+    let draw_film = |draws: &mut Draws| {
+        let at = (draws.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        film_id(cumulative.partition_point(|&c| c <= at).min(films - 1))
+    };
+    let words = [
+        "a",
+        "slow",
+        "start",
+        "brilliant",
+        "ending",
+        "the",
+        "cast",
+        "again",
+        "worth",
+        "it",
+    ];
+    let (mut rate, mut bookmark, mut review) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut film_rating, mut newest, mut top, mut bookmarks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.requests {
+        let (id, token) = &users[draws.below(users.len())];
+        let film = draw_film(&mut draws);
+        let score = draws.below(11);
+        rate.push(format!(
+            "PUT /ugc/films/{film}/rating {token} {{\"score\":{score}}}"
+        ));
+        bookmark.push(format!(
+            "PUT /ugc/bookmarks/{} {token} {{}}",
+            draw_film(&mut draws)
+        ));
+        let text: Vec<&str> = (0..8 + draws.below(40))
+            .map(|_| words[draws.below(words.len())])
+            .collect();
+        review.push(format!(
+            "PUT /ugc/films/{film}/reviews/{id} {token} {{\"text\":\"{}\",\"score\":{score}}}",
+            text.join(" ")
+        ));
+        film_rating.push(format!(
+            "/ugc/films/{}/rating {token}",
+            draw_film(&mut draws)
+        ));
+        newest.push(format!(
+            "/ugc/films/{}/reviews?sort=newest {token}",
+            draw_film(&mut draws)
+        ));
+        top.push(format!(
+            "/ugc/films/{}/reviews?sort=top {token}",
+            draw_film(&mut draws)
+        ));
+        bookmarks.push(format!("/ugc/bookmarks {token}"));
+    }
+    write_lines(
+        &args.out_dir,
+        [
+            ("rate.txt", rate),
+            ("bookmark.txt", bookmark),
+            ("review.txt", review),
+            ("film-rating.txt", film_rating),
+            ("reviews-newest.txt", newest),
+            ("reviews-top.txt", top),
+            ("bookmarks.txt", bookmarks),
+        ],
+    )
 }
 
 async fn write_feed_scenario(args: FeedScenarioArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ use agora_dialogs::DialogsConfig;
 use agora_platform::http;
 use agora_shop::ShopConfig;
 use agora_social::SocialConfig;
+use agora_ugc::UgcConfig;
 use clap::{Args, ValueEnum};
 
 /// A service the binary can run.
@@ -16,13 +17,16 @@ pub enum ServiceName {
     /// The shop: catalog, carts, orders, customers, behind pgpool-II (docs/shop.md). Not run
     /// by default: it needs its own database.
     Shop,
+    /// UGC of a film site: ratings, reviews with votes, bookmarks (docs/ugc.md), in a database
+    /// of its own on the main server (`agora migrate` creates it).
+    Ugc,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Services this process runs, comma-separated; all of them by default.
     #[arg(long = "services", env = "AGORA_SERVICES", value_enum, value_delimiter = ',',
-          default_values_t = [ServiceName::Social, ServiceName::Dialogs])]
+          default_values_t = [ServiceName::Social, ServiceName::Dialogs, ServiceName::Ugc])]
     pub services: Vec<ServiceName>,
 
     /// The social network's settings, and those every service shares (database, Redis,
@@ -35,6 +39,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub shop: ShopConfig,
+
+    #[command(flatten)]
+    pub ugc: UgcConfig,
 
     /// Where a dialogs process runs, for a process that does not run dialogs itself: it then
     /// forwards `/dialog/*` and `/dialogs` there, with the request id, so clients of the
@@ -72,6 +79,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ServiceName::Shop => agora_shop::service(
                 &args.shop,
                 agora_shop::Shared {
+                    database: &args.social.database,
+                    redis: &args.social.feed.redis,
+                    key_prefix: args.social.feed.key_prefix(),
+                    auth: &args.social.auth,
+                },
+            )?,
+            ServiceName::Ugc => agora_ugc::service(
+                &args.ugc,
+                agora_ugc::Shared {
                     database: &args.social.database,
                     redis: &args.social.feed.redis,
                     key_prefix: args.social.feed.key_prefix(),

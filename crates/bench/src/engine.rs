@@ -42,19 +42,21 @@ pub struct Workload {
     pub bearer: Option<String>,
 }
 
-/// One request: a GET of a path, or a POST of a JSON body, and the bearer token of the user it
-/// is made as, if any.
+/// One request: a GET of a path, or a POST or PUT of a JSON body, and the bearer token of the
+/// user it is made as, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestLine {
+    pub method: hyper::Method,
     pub path: String,
     pub bearer: Option<String>,
-    /// A JSON body to POST; `None` for a GET.
+    /// A JSON body to send; `None` for a GET.
     pub body: Option<Bytes>,
 }
 
 impl RequestLine {
     pub fn path(path: impl Into<String>) -> Self {
         Self {
+            method: hyper::Method::GET,
             path: path.into(),
             bearer: None,
             body: None,
@@ -345,12 +347,13 @@ async fn client_loop(
 }
 
 fn build_request(workload: &Workload, line: &RequestLine) -> Request<Full<Bytes>> {
-    let mut builder = match line.body {
-        Some(_) => Request::post(line.path.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json"),
-        None => Request::get(line.path.as_str()),
+    let mut builder = Request::builder()
+        .method(line.method.clone())
+        .uri(line.path.as_str())
+        .header(hyper::header::HOST, &workload.host_header);
+    if line.body.is_some() {
+        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
     }
-    .header(hyper::header::HOST, &workload.host_header);
     if let Some(token) = line.bearer.as_ref().or(workload.bearer.as_ref()) {
         builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }

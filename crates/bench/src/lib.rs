@@ -5,3 +5,4 @@ pub mod model;
 pub mod report;
 pub mod shop;
 pub mod social;
+pub mod ugc_storage;

@@ -42,6 +42,10 @@ enum Command {
     Shopaholic(agora_bench::shop::ShopaholicArgs),
     /// Render shopaholic results (one per configuration) as tables and bar charts.
     ShopReport(ShopReportArgs),
+    /// UGC storage study: the same ratings, reviews and bookmarks in PostgreSQL, ClickHouse,
+    /// Redis and Tarantool; loads, writes, and the API's reads alone and under writes. Writes
+    /// STEM.json, STEM.md and charts.
+    UgcStorage(agora_bench::ugc_storage::StudyArgs),
 }
 
 #[derive(Args)]
@@ -136,17 +140,21 @@ struct OutputArgs {
 
 /// `NAME=PATH` or `NAME=@FILE`. A file has one request per line: a path, optionally followed
 /// by a space and the bearer token to send it with (requests made as many different users);
-/// or `POST PATH TOKEN JSON`, a JSON body to post as that user.
+/// or `POST PATH TOKEN JSON` / `PUT PATH TOKEN JSON`, a JSON body to send as that user.
 fn parse_line(line: &str) -> anyhow::Result<RequestLine> {
-    if let Some(rest) = line.strip_prefix("POST ") {
+    for method in [hyper::Method::POST, hyper::Method::PUT] {
+        let Some(rest) = line.strip_prefix(&format!("{method} ")) else {
+            continue;
+        };
         let mut parts = rest.splitn(3, ' ');
         let (Some(path), Some(token), Some(body)) = (parts.next(), parts.next(), parts.next())
         else {
-            bail!("{line:?}: a POST line is POST PATH TOKEN JSON");
+            bail!("{line:?}: a {method} line is {method} PATH TOKEN JSON");
         };
         serde_json::from_str::<serde_json::Value>(body)
             .with_context(|| format!("{line:?}: the body is not JSON"))?;
         return Ok(RequestLine {
+            method,
             path: path.to_owned(),
             bearer: Some(token.to_owned()),
             body: Some(body.to_owned().into()),
@@ -154,9 +162,8 @@ fn parse_line(line: &str) -> anyhow::Result<RequestLine> {
     }
     Ok(match line.split_once(' ') {
         Some((path, token)) => RequestLine {
-            path: path.to_owned(),
             bearer: Some(token.trim().to_owned()),
-            body: None,
+            ..RequestLine::path(path)
         },
         None => RequestLine::path(line),
     })
@@ -474,6 +481,33 @@ fn main() -> anyhow::Result<()> {
                 report.duration_secs,
                 report.error_statuses,
                 report.failovers
+            );
+            return Ok(());
+        }
+        Command::UgcStorage(args) => {
+            use agora_bench::ugc_storage;
+            let read = |path: &Option<PathBuf>| -> anyhow::Result<String> {
+                path.as_ref().map_or(Ok(String::new()), |path| {
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))
+                })
+            };
+            let (preamble, conclusion) = (read(&args.preamble)?, read(&args.conclusion)?);
+            let (out, stem) = (args.out.clone(), args.stem.clone());
+            std::fs::create_dir_all(&out)?;
+            let result = runtime()?.block_on(ugc_storage::study(args))?;
+            std::fs::write(
+                out.join(format!("{stem}.json")),
+                serde_json::to_string_pretty(&result)?,
+            )?;
+            ugc_storage::report::charts(&result, &out, &stem)?;
+            std::fs::write(
+                out.join(format!("{stem}.md")),
+                ugc_storage::report::markdown(&result, &stem, &preamble, &conclusion),
+            )?;
+            println!(
+                "ugc-storage: wrote {}",
+                out.join(format!("{stem}.md")).display()
             );
             return Ok(());
         }

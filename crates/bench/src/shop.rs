@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The kinds of request, in the order reports list them.
@@ -556,69 +555,26 @@ pub fn shop_chart(
     reports: &[ShopaholicReport],
     title: &str,
     value: fn(&KindSummary) -> f64,
-    path: &PathBuf,
+    path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let kinds: Vec<&str> = KINDS
+    let kinds: Vec<String> = KINDS
         .iter()
-        .copied()
         .filter(|kind| {
             reports
                 .iter()
-                .any(|report| report.kinds.contains_key(*kind))
+                .any(|report| report.kinds.contains_key(**kind))
+        })
+        .map(|kind| (*kind).to_owned())
+        .collect();
+    let series: Vec<(String, Vec<Option<f64>>)> = reports
+        .iter()
+        .map(|report| {
+            let values = kinds
+                .iter()
+                .map(|kind| report.kinds.get(kind).map(value))
+                .collect();
+            (report.label.clone(), values)
         })
         .collect();
-    let top = reports
-        .iter()
-        .flat_map(|report| report.kinds.values().map(value))
-        .fold(0.0_f64, f64::max)
-        .max(0.001)
-        * 1.15;
-    let root = SVGBackend::new(path, (1100, 520)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let groups = kinds.len() as f64;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..groups, 0.0..top)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(kinds.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            let at = x.floor() as usize;
-            if (x - at as f64 - 0.5).abs() < 0.26 {
-                kinds
-                    .get(at)
-                    .map(|kind| (*kind).to_owned())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("ms")
-        .draw()?;
-    let width = 0.8 / reports.len().max(1) as f64;
-    for (index, report) in reports.iter().enumerate() {
-        let color = Palette99::pick(index).to_rgba();
-        chart
-            .draw_series(kinds.iter().enumerate().filter_map(|(at, kind)| {
-                let summary = report.kinds.get(*kind)?;
-                let x0 = at as f64 + 0.1 + index as f64 * width;
-                Some(Rectangle::new(
-                    [(x0, 0.0), (x0 + width * 0.9, value(summary))],
-                    color.filled(),
-                ))
-            }))?
-            .label(report.label.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    crate::report::grouped_bars(path, title, "ms", &kinds, &series, false)
 }

@@ -189,6 +189,69 @@ pub enum Work {
     Write,
 }
 
+/// An error a service's write may fail with, as far as it is the database's.
+pub trait DatabaseFailure {
+    fn database_error(&self) -> Option<&DbError>;
+}
+
+impl DatabaseFailure for DbError {
+    fn database_error(&self) -> Option<&DbError> {
+        Some(self)
+    }
+}
+
+/// Attempts at a write that lost a race (a deadlock, or behind pgpool-II's snapshot isolation
+/// the second of two transactions changing one row) and at one whose connection broke before
+/// it committed (pgpool drops its clients when a backend fails).
+const CONTENDED_ATTEMPTS: u32 = 10;
+const UNAVAILABLE_ATTEMPTS: u32 = 2;
+
+/// Runs a write transaction again after such a failure: it rolled back, so repeating it whole
+/// is safe. A COMMIT that broke is never repeated (its outcome is unknown: 5004). Each attempt
+/// is bounded by `deadline` ([`within`]); retries are counted in
+/// `db_write_retries_total{service, reason}`.
+pub async fn write_retrying<T, E, Fut>(
+    deadline: std::time::Duration,
+    service: &'static str,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    E: From<DbError> + DatabaseFailure,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let (mut contended, mut unavailable) = (0, 0);
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        let outcome = within(deadline, Work::Write, attempt()).await;
+        let reason = match outcome
+            .as_ref()
+            .err()
+            .and_then(DatabaseFailure::database_error)
+        {
+            Some(DbError::Contended(_)) if contended + 1 < CONTENDED_ATTEMPTS => {
+                contended += 1;
+                "contended"
+            }
+            Some(DbError::Unavailable(_)) if unavailable + 1 < UNAVAILABLE_ATTEMPTS => {
+                unavailable += 1;
+                "unavailable"
+            }
+            _ => return outcome,
+        };
+        metrics::counter!("db_write_retries_total", "service" => service, "reason" => reason)
+            .increment(1);
+        // Jitter from the clock: racing writers should not retry in step.
+        let jitter = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.subsec_nanos())
+                % 1000,
+        );
+        tokio::time::sleep(pause + std::time::Duration::from_micros(jitter * 3)).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs `work` for at most `limit`. Past it the work is dropped, every [`Lease`] it held is
 /// closed instead of pooled, and the caller gets [`DbError::Unavailable`], or for a write that
 /// had a connection [`DbError::OutcomeUnknown`].
@@ -359,6 +422,42 @@ fn is_connectivity_error(error: &tokio_postgres::Error) -> bool {
 
 /// Session-level advisory lock key that serialises migrations across instances.
 const MIGRATION_LOCK_KEY: i64 = 0x6167_6f72_615f_6d69; // "agora_mi"
+
+/// Creates the database `database_url` names when its server does not have it yet (a service
+/// with a database of its own on a shared server), through the server's `postgres` database.
+pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
+    let config =
+        tokio_postgres::Config::from_str(database_url).context("parsing a database URL")?;
+    let Some(name) = config.get_dbname().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut maintenance = config.clone();
+    maintenance.dbname("postgres");
+    let (client, connection) = maintenance
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("connecting to the server of database {name}"))?;
+    let connection = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+        {
+            Ok(()) => {}
+            // Another process made it meanwhile.
+            Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
+            Err(error) => return Err(error).with_context(|| format!("creating database {name}")),
+        }
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
 
 /// Applies a service's embedded migrations on a dedicated connection. Safe to run from several
 /// instances at once: they queue on an advisory lock and later ones find nothing to do.

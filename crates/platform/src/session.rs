@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -186,5 +186,32 @@ where
         let token = bearer_token(parts).ok_or(AuthError::Missing)?;
         let (user, valid_for) = Sessions::from_ref(state).authenticate(token).await?;
         Ok(Self { user, valid_for })
+    }
+}
+
+/// `Option<Authenticated>`: for reads that anyone may make and a signed-in caller sees more of.
+/// No token is `None`; a token that is present but invalid is still 401, so a client never
+/// mistakes an expired session for an anonymous answer.
+impl<S> OptionalFromRequestParts<S> for Authenticated
+where
+    S: Send + Sync,
+    Sessions: FromRef<S>,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .is_none()
+        {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }

@@ -40,6 +40,15 @@ impl ShopError {
     }
 }
 
+impl agora_platform::db::DatabaseFailure for ShopError {
+    fn database_error(&self) -> Option<&DbError> {
+        match self {
+            ShopError::Database(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for ShopError {
     fn from(error: tokio_postgres::Error) -> Self {
         ShopError::Database(error.into())

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_platform::db::{self, DbError, Work};
+use agora_platform::db::{self, Work};
 use agora_platform::ids::IdGenerator;
 use agora_platform::session::Sessions;
 use sha2::{Digest, Sha256};
@@ -75,53 +75,6 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-/// Attempts at a write that lost a race (behind pgpool-II's snapshot isolation the second of
-/// two transactions changing one row gets a serialization failure) and at one whose
-/// connection broke before it committed (pgpool drops its clients when a backend fails).
-const CONTENDED_ATTEMPTS: u32 = 10;
-const UNAVAILABLE_ATTEMPTS: u32 = 2;
-
-/// Runs a write transaction again after such a failure: it rolled back, so repeating it whole
-/// is safe. A COMMIT that broke is never repeated (its outcome is unknown: 5004).
-/// Each attempt is bounded by `deadline` (`db::within`).
-async fn retrying<T, Fut>(
-    deadline: Duration,
-    mut attempt: impl FnMut() -> Fut,
-) -> Result<T, ShopError>
-where
-    Fut: std::future::Future<Output = Result<T, ShopError>>,
-{
-    let (mut contended, mut unavailable) = (0, 0);
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match db::within(deadline, Work::Write, attempt()).await {
-            Err(ShopError::Database(DbError::Contended(_)))
-                if contended + 1 < CONTENDED_ATTEMPTS =>
-            {
-                contended += 1;
-                metrics::counter!("shop_write_retries_total", "reason" => "contended").increment(1);
-            }
-            Err(ShopError::Database(DbError::Unavailable(_)))
-                if unavailable + 1 < UNAVAILABLE_ATTEMPTS =>
-            {
-                unavailable += 1;
-                metrics::counter!("shop_write_retries_total", "reason" => "unavailable")
-                    .increment(1);
-            }
-            outcome => return outcome,
-        }
-        // Jitter from the clock: racing writers should not retry in step.
-        let jitter = u64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.subsec_nanos())
-                % 1000,
-        );
-        tokio::time::sleep(pause + Duration::from_micros(jitter * 3)).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
-
 impl Shop {
     pub fn new(
         store: Store,
@@ -146,7 +99,7 @@ impl Shop {
     where
         Fut: std::future::Future<Output = Result<T, ShopError>>,
     {
-        retrying(self.inner.deadline, attempt).await
+        db::write_retrying(self.inner.deadline, "shop", attempt).await
     }
 
     /// A read, bounded.

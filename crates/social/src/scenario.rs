@@ -403,6 +403,25 @@ pub async fn shoppers(pool: &DbPool, users: usize, seed: u64) -> anyhow::Result<
     sessions_for(pool, &sampled).await
 }
 
+/// Sampled users with a fresh session each: (id, token).
+pub async fn users_with_sessions(
+    pool: &DbPool,
+    users: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<(i64, String)>> {
+    let sampled: Vec<i64> = sample(pool, "users", "id", users.max(1), seed)
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .take(users.max(1))
+        .collect();
+    if sampled.is_empty() {
+        bail!("this scenario needs users (agora seed users)");
+    }
+    let tokens = sessions_for(pool, &sampled).await?;
+    Ok(sampled.into_iter().zip(tokens).collect())
+}
+
 #[derive(Debug, Default)]
 pub struct DialogsScenario {
     pub sends: Vec<String>,

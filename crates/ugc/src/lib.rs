@@ -1,0 +1,75 @@
+//! agora UGC: what users of a film site write about films (docs/ugc.md) — ratings whose
+//! averages stay exact under concurrent votes, reviews with likes and dislikes, bookmarks.
+//!
+//! Films belong to a catalog agora does not own: a film is its UUID, never looked up. Users are
+//! the platform's: requests carry the social network's bearer tokens, checked by
+//! `platform::session` against the main database. The store is PostgreSQL, chosen by the
+//! storage study (docs/benchmarks/ugc-storage.md), in a database of its own.
+//!
+//! Layers: `http` (thin handlers) calls [`service::Ugc`] (rules), which uses `store` (SQL only);
+//! `domain` validates what clients send.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod store;
+
+pub use config::UgcConfig;
+pub use error::UgcError;
+
+use agora_platform::auth::{AuthConfig, SessionCache};
+use agora_platform::cache::{Redis, RedisConfig};
+use agora_platform::config::DatabaseConfig;
+use agora_platform::db;
+use agora_platform::session::Sessions;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The UGC database's schema, under a history table of its own.
+pub fn migrations() -> refinery::Runner {
+    let mut runner = embedded::migrations::runner();
+    runner.set_migration_table_name("ugc_schema_history");
+    runner
+}
+
+/// Applies the UGC migrations to its database.
+pub async fn migrate(config: &UgcConfig) -> anyhow::Result<Vec<String>> {
+    db::run_migrations(&config.database_url, migrations()).await
+}
+
+/// What UGC shares with the other services of a deployment.
+pub struct Shared<'a> {
+    /// The main database: sessions.
+    pub database: &'a DatabaseConfig,
+    pub redis: &'a RedisConfig,
+    /// Prefix of this deployment's Redis keys and channels.
+    pub key_prefix: String,
+    pub auth: &'a AuthConfig,
+}
+
+/// UGC as a service of the platform. Fails only on invalid configuration; a database that is
+/// down is answered 503 per request.
+pub fn service(
+    config: &UgcConfig,
+    shared: Shared<'_>,
+) -> anyhow::Result<agora_platform::service::Service> {
+    Ok(http::service(ugc(config, shared)?))
+}
+
+pub fn ugc(config: &UgcConfig, shared: Shared<'_>) -> anyhow::Result<service::Ugc> {
+    let main = db::connect_pool(shared.database, "agora-ugc")?;
+    let pool = db::connect_pool(&config.database(shared.database), "agora-ugc")?;
+    let sessions = Sessions::new(
+        main,
+        SessionCache::new(shared.auth, Redis::new(shared.redis)?, &shared.key_prefix),
+    );
+    Ok(service::Ugc::new(
+        store::Store::new(pool),
+        sessions,
+        config.deadline(),
+    ))
+}

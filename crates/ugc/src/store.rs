@@ -1,0 +1,564 @@
+//! SQL, and nothing else.
+//!
+//! Counters stay exact because each one changes in the transaction of the row it counts, under
+//! that row's lock: a rating's film totals with the rating, a review's likes with the vote.
+//! Locks are always taken in one order (review, then rating, then the film's totals; review,
+//! then vote) so that concurrent writers wait for each other instead of deadlocking.
+
+use agora_platform::db::{self, DbError, DbPool, Lease};
+use deadpool_postgres::Transaction;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+use crate::domain::{Cursor, FilmId, ReviewFields, ReviewOrder, Vote};
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Ids travel as decimal strings, like the rest of the platform's.
+fn as_text<S: serde::Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
+}
+
+/// A film's ratings: their sum and count, and the caller's own score when known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub sum: i64,
+    pub votes: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Review {
+    pub film_id: String,
+    #[serde(serialize_with = "as_text")]
+    pub author_id: i64,
+    pub text: String,
+    pub score: i16,
+    pub written_at: String,
+    pub edited_at: Option<String>,
+    pub likes: i32,
+    pub dislikes: i32,
+    /// The caller's vote on it, when the caller is known.
+    pub my_vote: Option<Vote>,
+    #[serde(skip)]
+    pub cursor_at: OffsetDateTime,
+}
+
+impl Serialize for Vote {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            Vote::Like => "like",
+            Vote::Dislike => "dislike",
+        })
+    }
+}
+
+const REVIEW_COLUMNS: &str = "r.film_id::text, r.author_id, r.body, r.score, r.written_at, \
+     r.edited_at, r.likes, r.dislikes, v.vote";
+
+/// Joins the viewer's vote ($2, or NULL for nobody) as `v`.
+const REVIEW_FROM: &str = "FROM reviews r LEFT JOIN review_votes v \
+     ON v.film_id = r.film_id AND v.author_id = r.author_id AND v.voter_id = $2";
+
+impl From<&Row> for Review {
+    fn from(row: &Row) -> Self {
+        let written_at: OffsetDateTime = row.get(4);
+        Self {
+            film_id: row.get(0),
+            author_id: row.get(1),
+            text: row.get(2),
+            score: row.get(3),
+            written_at: rfc3339(written_at),
+            edited_at: row.get::<_, Option<OffsetDateTime>>(5).map(rfc3339),
+            likes: row.get(6),
+            dislikes: row.get(7),
+            my_vote: row.get::<_, Option<i16>>(8).and_then(Vote::from_db),
+            cursor_at: written_at,
+        }
+    }
+}
+
+impl Review {
+    pub fn cursor(&self, order: ReviewOrder) -> Cursor {
+        match order {
+            ReviewOrder::Newest => Cursor::Newest {
+                at: self.cursor_at,
+                author: self.author_id,
+            },
+            ReviewOrder::Top => Cursor::Top {
+                votes: i64::from(self.likes) - i64::from(self.dislikes),
+                at: self.cursor_at,
+                author: self.author_id,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bookmark {
+    pub film_id: String,
+    pub added_at: String,
+    #[serde(skip)]
+    pub cursor_at: OffsetDateTime,
+}
+
+impl Bookmark {
+    pub fn cursor(&self) -> Cursor {
+        Cursor::Bookmark {
+            at: self.cursor_at,
+            film: self.film_id.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: DbPool,
+}
+
+impl Store {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    // --- ratings ---------------------------------------------------------------------------
+
+    /// Sets `user`'s score of `film` and returns the film's totals after it.
+    pub async fn rate(
+        &self,
+        user: i64,
+        film: &FilmId,
+        score: i16,
+        at: OffsetDateTime,
+    ) -> Result<Totals, DbError> {
+        let mut db = Lease::get(&self.pool).await?;
+        let tx = db.transaction().await?;
+        let totals = rate_in(&tx, user, film, score, at).await?;
+        db::commit(tx).await?;
+        Ok(totals)
+    }
+
+    /// Removes `user`'s score of `film`, if any; the film's totals after it.
+    pub async fn unrate(&self, user: i64, film: &FilmId) -> Result<Totals, DbError> {
+        let mut db = Lease::get(&self.pool).await?;
+        let tx = db.transaction().await?;
+        let removed = tx
+            .query_opt(
+                "DELETE FROM ratings WHERE user_id = $1 AND film_id = $2::text::uuid RETURNING score",
+                &[&user, &film.as_str()],
+            )
+            .await?;
+        let totals = match removed {
+            Some(row) => {
+                let score: i16 = row.get(0);
+                add_to_totals(&tx, film, -i64::from(score), -1).await?
+            }
+            None => totals_in(&tx, film).await?,
+        };
+        db::commit(tx).await?;
+        Ok(totals)
+    }
+
+    /// A film's totals, and `viewer`'s score of it.
+    pub async fn film_rating(
+        &self,
+        film: &FilmId,
+        viewer: Option<i64>,
+    ) -> Result<(Totals, Option<i16>), DbError> {
+        let db = Lease::get(&self.pool).await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT (SELECT score_sum FROM film_ratings WHERE film_id = $1::text::uuid), \
+                        (SELECT votes FROM film_ratings WHERE film_id = $1::text::uuid), \
+                        (SELECT score FROM ratings WHERE user_id = $2 AND film_id = $1::text::uuid)",
+            )
+            .await?;
+        let row = db.query_one(&statement, &[&film.as_str(), &viewer]).await?;
+        Ok((
+            Totals {
+                sum: row.get::<_, Option<i64>>(0).unwrap_or(0),
+                votes: row.get::<_, Option<i64>>(1).unwrap_or(0),
+            },
+            row.get(2),
+        ))
+    }
+
+    // --- reviews ---------------------------------------------------------------------------
+
+    /// Writes `author`'s review of `film` (a new one, or an edit that keeps its votes and
+    /// first date), with its score as the author's rating of the film.
+    pub async fn write_review(
+        &self,
+        author: i64,
+        film: &FilmId,
+        fields: &ReviewFields,
+        at: OffsetDateTime,
+    ) -> Result<Review, DbError> {
+        let mut db = Lease::get(&self.pool).await?;
+        let tx = db.transaction().await?;
+        tx.execute(
+            "INSERT INTO reviews (film_id, author_id, body, score, written_at) \
+             VALUES ($1::text::uuid, $2, $3, $4, $5) \
+             ON CONFLICT (film_id, author_id) DO UPDATE \
+             SET body = EXCLUDED.body, score = EXCLUDED.score, edited_at = EXCLUDED.written_at",
+            &[&film.as_str(), &author, &fields.text, &fields.score, &at],
+        )
+        .await?;
+        rate_in(&tx, author, film, fields.score, at).await?;
+        let review = review_in(&tx, film, author, Some(author)).await?;
+        db::commit(tx).await?;
+        review.ok_or_else(|| DbError::Unavailable("the review vanished".into()))
+    }
+
+    /// Deletes `author`'s review of `film` (its votes go with it); whether there was one.
+    pub async fn delete_review(&self, author: i64, film: &FilmId) -> Result<bool, DbError> {
+        let db = Lease::get(&self.pool).await?;
+        let deleted = db
+            .execute(
+                "DELETE FROM reviews WHERE film_id = $1::text::uuid AND author_id = $2",
+                &[&film.as_str(), &author],
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    pub async fn review(
+        &self,
+        film: &FilmId,
+        author: i64,
+        viewer: Option<i64>,
+    ) -> Result<Option<Review>, DbError> {
+        let db = Lease::get(&self.pool).await?;
+        let statement = db
+            .prepare_cached(&format!(
+                "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid AND r.author_id = $3"
+            ))
+            .await?;
+        let row = db
+            .query_opt(&statement, &[&film.as_str(), &viewer, &author])
+            .await?;
+        Ok(row.as_ref().map(Review::from))
+    }
+
+    /// A page of a film's reviews in `order`, after `after`.
+    pub async fn reviews(
+        &self,
+        film: &FilmId,
+        order: ReviewOrder,
+        after: Option<&Cursor>,
+        limit: usize,
+        viewer: Option<i64>,
+    ) -> Result<Vec<Review>, DbError> {
+        let db = Lease::get(&self.pool).await?;
+        let limit = limit as i64;
+        let rows = match (order, after) {
+            (ReviewOrder::Newest, None) => {
+                let statement = db
+                    .prepare_cached(&format!(
+                        "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid \
+                         ORDER BY r.written_at DESC, r.author_id DESC LIMIT $3"
+                    ))
+                    .await?;
+                db.query(&statement, &[&film.as_str(), &viewer, &limit])
+                    .await?
+            }
+            (ReviewOrder::Newest, Some(Cursor::Newest { at, author })) => {
+                let statement = db
+                    .prepare_cached(&format!(
+                        "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid \
+                         AND (r.written_at, r.author_id) < ($4, $5) \
+                         ORDER BY r.written_at DESC, r.author_id DESC LIMIT $3"
+                    ))
+                    .await?;
+                db.query(&statement, &[&film.as_str(), &viewer, &limit, at, author])
+                    .await?
+            }
+            (ReviewOrder::Top, None) => {
+                let statement = db
+                    .prepare_cached(&format!(
+                        "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid \
+                         ORDER BY (r.likes - r.dislikes) DESC, r.written_at DESC, r.author_id DESC LIMIT $3"
+                    ))
+                    .await?;
+                db.query(&statement, &[&film.as_str(), &viewer, &limit])
+                    .await?
+            }
+            (ReviewOrder::Top, Some(Cursor::Top { votes, at, author })) => {
+                let votes = *votes as i32;
+                let statement = db
+                    .prepare_cached(&format!(
+                        "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid \
+                         AND ((r.likes - r.dislikes), r.written_at, r.author_id) < ($4, $5, $6) \
+                         ORDER BY (r.likes - r.dislikes) DESC, r.written_at DESC, r.author_id DESC LIMIT $3"
+                    ))
+                    .await?;
+                db.query(
+                    &statement,
+                    &[&film.as_str(), &viewer, &limit, &votes, at, author],
+                )
+                .await?
+            }
+            // The service refuses a cursor of another order before it gets here.
+            _ => Vec::new(),
+        };
+        Ok(rows.iter().map(Review::from).collect())
+    }
+
+    /// Sets `voter`'s vote on a review and returns the review; None when there is no such review.
+    pub async fn vote(
+        &self,
+        film: &FilmId,
+        author: i64,
+        voter: i64,
+        vote: Option<Vote>,
+        at: OffsetDateTime,
+    ) -> Result<Option<Review>, DbError> {
+        let mut db = Lease::get(&self.pool).await?;
+        let tx = db.transaction().await?;
+        // Every change of this review's votes holds its row: the old vote read below is the
+        // one the counters include.
+        let locked = tx
+            .query_opt(
+                "SELECT 1 FROM reviews WHERE film_id = $1::text::uuid AND author_id = $2 FOR UPDATE",
+                &[&film.as_str(), &author],
+            )
+            .await?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+        let old: Option<i16> = tx
+            .query_opt(
+                "SELECT vote FROM review_votes WHERE film_id = $1::text::uuid AND author_id = $2 AND voter_id = $3",
+                &[&film.as_str(), &author, &voter],
+            )
+            .await?
+            .map(|row| row.get(0));
+        let new = vote.map(Vote::as_db);
+        if old != new {
+            match new {
+                Some(value) => {
+                    tx.execute(
+                        "INSERT INTO review_votes (film_id, author_id, voter_id, vote, voted_at) \
+                         VALUES ($1::text::uuid, $2, $3, $4, $5) \
+                         ON CONFLICT (film_id, author_id, voter_id) DO UPDATE \
+                         SET vote = EXCLUDED.vote, voted_at = EXCLUDED.voted_at",
+                        &[&film.as_str(), &author, &voter, &value, &at],
+                    )
+                    .await?;
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM review_votes WHERE film_id = $1::text::uuid AND author_id = $2 AND voter_id = $3",
+                        &[&film.as_str(), &author, &voter],
+                    )
+                    .await?;
+                }
+            }
+            let count = |value: Option<i16>, side: i16| i32::from(value == Some(side));
+            let likes = count(new, 1) - count(old, 1);
+            let dislikes = count(new, -1) - count(old, -1);
+            tx.execute(
+                "UPDATE reviews SET likes = likes + $3, dislikes = dislikes + $4 \
+                 WHERE film_id = $1::text::uuid AND author_id = $2",
+                &[&film.as_str(), &author, &likes, &dislikes],
+            )
+            .await?;
+        }
+        let review = review_in(&tx, film, author, Some(voter)).await?;
+        db::commit(tx).await?;
+        Ok(review)
+    }
+
+    // --- bookmarks -------------------------------------------------------------------------
+
+    /// Bookmarks `film` for `user` (again is a no-op that keeps the first date).
+    pub async fn bookmark(
+        &self,
+        user: i64,
+        film: &FilmId,
+        at: OffsetDateTime,
+    ) -> Result<Bookmark, DbError> {
+        let db = Lease::get(&self.pool).await?;
+        let statement = db
+            .prepare_cached(
+                "WITH added AS (INSERT INTO bookmarks VALUES ($1, $2::text::uuid, $3) \
+                 ON CONFLICT DO NOTHING RETURNING added_at) \
+                 SELECT added_at FROM added UNION ALL \
+                 SELECT added_at FROM bookmarks WHERE user_id = $1 AND film_id = $2::text::uuid",
+            )
+            .await?;
+        let rows = db.query(&statement, &[&user, &film.as_str(), &at]).await?;
+        let added_at: OffsetDateTime = rows.first().map_or(at, |row| row.get(0));
+        Ok(Bookmark {
+            film_id: film.as_str().to_owned(),
+            added_at: rfc3339(added_at),
+            cursor_at: added_at,
+        })
+    }
+
+    pub async fn unbookmark(&self, user: i64, film: &FilmId) -> Result<bool, DbError> {
+        let db = Lease::get(&self.pool).await?;
+        let deleted = db
+            .execute(
+                "DELETE FROM bookmarks WHERE user_id = $1 AND film_id = $2::text::uuid",
+                &[&user, &film.as_str()],
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    /// A page of `user`'s bookmarks, newest first, after `after`.
+    pub async fn bookmarks(
+        &self,
+        user: i64,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Bookmark>, DbError> {
+        let db = Lease::get(&self.pool).await?;
+        let limit = limit as i64;
+        let rows = match after {
+            Some(Cursor::Bookmark { at, film }) => {
+                let statement = db
+                    .prepare_cached(
+                        "SELECT film_id::text, added_at FROM bookmarks WHERE user_id = $1 \
+                         AND (added_at, film_id) < ($3, $4::text::uuid) \
+                         ORDER BY added_at DESC, film_id DESC LIMIT $2",
+                    )
+                    .await?;
+                db.query(&statement, &[&user, &limit, at, film]).await?
+            }
+            _ => {
+                let statement = db
+                    .prepare_cached(
+                        "SELECT film_id::text, added_at FROM bookmarks WHERE user_id = $1 \
+                         ORDER BY added_at DESC, film_id DESC LIMIT $2",
+                    )
+                    .await?;
+                db.query(&statement, &[&user, &limit]).await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let added_at: OffsetDateTime = row.get(1);
+                Bookmark {
+                    film_id: row.get(0),
+                    added_at: rfc3339(added_at),
+                    cursor_at: added_at,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Sets a rating inside `tx` and moves the film's totals by the difference.
+async fn rate_in(
+    tx: &Transaction<'_>,
+    user: i64,
+    film: &FilmId,
+    score: i16,
+    at: OffsetDateTime,
+) -> Result<Totals, DbError> {
+    // A first rating inserts; a change learns the old score under the row's lock. If the row
+    // vanished in between (a concurrent removal), the insert is tried again.
+    for _ in 0..3 {
+        let inserted = tx
+            .execute(
+                "INSERT INTO ratings VALUES ($1, $2::text::uuid, $3, $4) ON CONFLICT DO NOTHING",
+                &[&user, &film.as_str(), &score, &at],
+            )
+            .await?;
+        if inserted == 1 {
+            return add_to_totals(tx, film, i64::from(score), 1).await;
+        }
+        let old = tx
+            .query_opt(
+                "SELECT score FROM ratings WHERE user_id = $1 AND film_id = $2::text::uuid FOR UPDATE",
+                &[&user, &film.as_str()],
+            )
+            .await?;
+        if let Some(old) = old {
+            let old: i16 = old.get(0);
+            tx.execute(
+                "UPDATE ratings SET score = $3, rated_at = $4 WHERE user_id = $1 AND film_id = $2::text::uuid",
+                &[&user, &film.as_str(), &score, &at],
+            )
+            .await?;
+            return add_to_totals(tx, film, i64::from(score) - i64::from(old), 0).await;
+        }
+    }
+    Err(DbError::Contended("a rating kept changing under us".into()))
+}
+
+async fn add_to_totals(
+    tx: &Transaction<'_>,
+    film: &FilmId,
+    sum: i64,
+    votes: i64,
+) -> Result<Totals, DbError> {
+    // An UPDATE first: PostgreSQL checks an INSERT's proposed row against the CHECK
+    // constraints before it looks for a conflict, so a negative difference could never go
+    // through INSERT … ON CONFLICT. Only a film's first rating (a positive one) inserts; two
+    // first ratings at once meet in ON CONFLICT.
+    let updated = tx
+        .query_opt(
+            "UPDATE film_ratings SET score_sum = score_sum + $2, votes = votes + $3 \
+             WHERE film_id = $1::text::uuid RETURNING score_sum, votes",
+            &[&film.as_str(), &sum, &votes],
+        )
+        .await?;
+    let row = match updated {
+        Some(row) => row,
+        None => {
+            tx.query_one(
+                "INSERT INTO film_ratings VALUES ($1::text::uuid, $2, $3) \
+                 ON CONFLICT (film_id) DO UPDATE SET score_sum = film_ratings.score_sum + EXCLUDED.score_sum, \
+                                                     votes = film_ratings.votes + EXCLUDED.votes \
+                 RETURNING score_sum, votes",
+                &[&film.as_str(), &sum, &votes],
+            )
+            .await?
+        }
+    };
+    Ok(Totals {
+        sum: row.get(0),
+        votes: row.get(1),
+    })
+}
+
+async fn totals_in(tx: &Transaction<'_>, film: &FilmId) -> Result<Totals, DbError> {
+    let row = tx
+        .query_opt(
+            "SELECT score_sum, votes FROM film_ratings WHERE film_id = $1::text::uuid",
+            &[&film.as_str()],
+        )
+        .await?;
+    Ok(row.map_or(Totals::default(), |row| Totals {
+        sum: row.get(0),
+        votes: row.get(1),
+    }))
+}
+
+async fn review_in(
+    tx: &Transaction<'_>,
+    film: &FilmId,
+    author: i64,
+    viewer: Option<i64>,
+) -> Result<Option<Review>, DbError> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid AND r.author_id = $3"
+            ),
+            &[&film.as_str(), &viewer, &author],
+        )
+        .await?;
+    Ok(row.as_ref().map(Review::from))
+}
