@@ -171,12 +171,17 @@ measure() { # label instances carts database-url targets
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --products "$PRODUCTS" --label "$label" \
     --out "$file" >"$WORK/load.log" 2>&1 &
   local load=$!
-  # The CPU window opens after the warm-up and closes just before the load ends (a process that
-  # has exited has no counters left to read); the table turns it into a rate.
+  # The CPU window opens after the warm-up and closes at the last sample taken while the load
+  # still ran (a process that has exited has no counters left to read): one every second, kept
+  # only if the load was alive after it. The table turns the window into a rate.
   sleep "$WARMUP"
   cpu_sample "$file.cpu0"
-  sleep "$(awk -v d="$DURATION" 'BEGIN { print (d > 2 ? d - 0.5 : d * 0.75) }')"
-  cpu_sample "$file.cpu1"
+  while sleep 1 && kill -0 "$load" 2>/dev/null; do
+    cpu_sample "$file.sample"
+    if kill -0 "$load" 2>/dev/null; then mv "$file.sample" "$file.cpu1"; fi
+  done
+  rm -f "$file.sample"
+  [[ -e $file.cpu1 ]] || cpu_sample "$file.cpu1"
   wait "$load" || { cat "$WORK/load.log" >&2; die "shopaholic failed in $label"; }
   tail -n 1 "$WORK/load.log"
   { echo "== round $ROUND, $label"; cat "$WORK/load.log"; } >>"$WORK/load-all.log"

@@ -252,11 +252,7 @@ fn describe(lines: &[RequestLine]) -> String {
         String::new()
     };
     let paths: Vec<&str> = lines.iter().map(|line| line.path.as_str()).collect();
-    let method = if lines[0].body.is_some() {
-        "POST"
-    } else {
-        "GET"
-    };
+    let method = lines[0].method.as_str();
     if lines.len() == 1 {
         format!("{method} {}{as_users}", paths[0])
     } else {

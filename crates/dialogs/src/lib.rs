@@ -43,21 +43,11 @@ pub fn shard_migrations() -> refinery::Runner {
     runner
 }
 
-use agora_platform::auth::{AuthConfig, SessionCache};
-use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::DatabaseConfig;
+use agora_platform::cache::Redis;
 use agora_platform::db;
-use agora_platform::session::Sessions;
 
-/// What dialogs shares with the other services of a deployment.
-pub struct Shared<'a> {
-    /// The main database: sessions, users, the shard map.
-    pub database: &'a DatabaseConfig,
-    pub redis: &'a RedisConfig,
-    /// Prefix of this deployment's Redis keys and channels.
-    pub key_prefix: String,
-    pub auth: &'a AuthConfig,
-}
+/// What dialogs shares with the other services (its main database also holds the shard map).
+pub use agora_platform::service::Shared;
 
 /// Dialogs as a service of the platform. Fails only on invalid configuration; an empty shard
 /// map (no shard servers yet) and servers that are down are answered 503 per request.
@@ -82,10 +72,7 @@ async fn dialogs(
     main: db::DbPool,
 ) -> anyhow::Result<service::Dialogs> {
     let redis = Redis::new(shared.redis)?;
-    let sessions = Sessions::new(
-        main.clone(),
-        SessionCache::new(shared.auth, redis.clone(), &shared.key_prefix),
-    );
+    let sessions = shared.sessions(main.clone())?;
     let counters = unread::UnreadCounters::new(redis.clone(), &shared.key_prefix);
     let shards = shards::Shards::connect(
         main.clone(),

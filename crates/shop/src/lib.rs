@@ -19,12 +19,9 @@ pub mod store;
 pub use config::{CartBackend, ShopConfig};
 pub use error::ShopError;
 
-use agora_platform::auth::{AuthConfig, SessionCache};
-use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::DatabaseConfig;
+use agora_platform::cache::Redis;
 use agora_platform::db;
 use agora_platform::ids::IdGenerator;
-use agora_platform::session::Sessions;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -42,15 +39,7 @@ pub async fn migrate(config: &ShopConfig) -> anyhow::Result<Vec<String>> {
     db::run_migrations(&config.database_url, migrations()).await
 }
 
-/// What the shop shares with the other services of a deployment.
-pub struct Shared<'a> {
-    /// The main database: sessions.
-    pub database: &'a DatabaseConfig,
-    pub redis: &'a RedisConfig,
-    /// Prefix of this deployment's Redis keys and channels.
-    pub key_prefix: String,
-    pub auth: &'a AuthConfig,
-}
+pub use agora_platform::service::Shared;
 
 /// The shop as a service of the platform. Fails only on invalid configuration; databases
 /// that are down are answered 503 per request.
@@ -65,10 +54,7 @@ pub fn shop(config: &ShopConfig, shared: Shared<'_>) -> anyhow::Result<service::
     let main = db::connect_pool(shared.database, "agora-shop")?;
     let pool = db::connect_pool(&config.database(shared.database), "agora-shop")?;
     let redis = Redis::new(shared.redis)?;
-    let sessions = Sessions::new(
-        main,
-        SessionCache::new(shared.auth, redis.clone(), &shared.key_prefix),
-    );
+    let sessions = shared.sessions(main)?;
     let carts = match config.carts {
         CartBackend::Postgres => service::Carts::Postgres,
         CartBackend::Redis => {

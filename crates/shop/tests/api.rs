@@ -4,20 +4,17 @@
 //! run the same tests.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use agora_platform::auth::{AuthConfig, SessionCache};
 use agora_platform::cache::{Redis, RedisConfig};
 use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
-use agora_platform::ids::UserId;
 use agora_platform::session::Sessions;
 use agora_platform::testing::TestDatabase;
 use agora_shop::{CartBackend, ShopConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tokio_postgres::NoTls;
 
 fn redis_url() -> String {
     std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
@@ -74,25 +71,7 @@ impl ShopApp {
     }
 
     async fn user(&self, name: &str) -> (String, String) {
-        let (client, connection) = tokio_postgres::connect(&self.main.url, NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let id: i64 = client
-            .query_one(
-                "INSERT INTO users (first_name, second_name, password_hash) \
-                 VALUES ($1, 'Shopper', 'not used') RETURNING id",
-                &[&name],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        let token = self
-            .sessions
-            .open(UserId(id), Duration::from_secs(3600), 100)
-            .await
-            .unwrap();
-        (id.to_string(), token)
+        agora_platform::testing::user_with_session(&self.main.url, &self.sessions, name).await
     }
 
     async fn call(
@@ -103,28 +82,21 @@ impl ShopApp {
         body: Option<Value>,
         key: Option<&str>,
     ) -> (StatusCode, Value, bool) {
-        let mut request = self
-            .client
-            .request(method, format!("http://{}{}", self.address, path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let replayed = response.headers().contains_key("idempotent-replayed");
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, body, replayed)
+        let headers: Vec<(&str, &str)> = key
+            .map(|key| ("Idempotency-Key", key))
+            .into_iter()
+            .collect();
+        let (status, body, headers) = agora_platform::testing::call_json(
+            &self.client,
+            self.address,
+            method,
+            path,
+            token,
+            body,
+            &headers,
+        )
+        .await;
+        (status, body, headers.contains_key("idempotent-replayed"))
     }
 
     async fn ok(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {

@@ -19,11 +19,8 @@ pub mod store;
 pub use config::UgcConfig;
 pub use error::UgcError;
 
-use agora_platform::auth::{AuthConfig, SessionCache};
-use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
-use agora_platform::session::Sessions;
+pub use agora_platform::service::Shared;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -41,16 +38,6 @@ pub async fn migrate(config: &UgcConfig) -> anyhow::Result<Vec<String>> {
     db::run_migrations(&config.database_url, migrations()).await
 }
 
-/// What UGC shares with the other services of a deployment.
-pub struct Shared<'a> {
-    /// The main database: sessions.
-    pub database: &'a DatabaseConfig,
-    pub redis: &'a RedisConfig,
-    /// Prefix of this deployment's Redis keys and channels.
-    pub key_prefix: String,
-    pub auth: &'a AuthConfig,
-}
-
 /// UGC as a service of the platform. Fails only on invalid configuration; a database that is
 /// down is answered 503 per request.
 pub fn service(
@@ -63,10 +50,7 @@ pub fn service(
 pub fn ugc(config: &UgcConfig, shared: Shared<'_>) -> anyhow::Result<service::Ugc> {
     let main = db::connect_pool(shared.database, "agora-ugc")?;
     let pool = db::connect_pool(&config.database(shared.database), "agora-ugc")?;
-    let sessions = Sessions::new(
-        main,
-        SessionCache::new(shared.auth, Redis::new(shared.redis)?, &shared.key_prefix),
-    );
+    let sessions = shared.sessions(main)?;
     Ok(service::Ugc::new(
         store::Store::new(pool),
         sessions,

@@ -3,7 +3,9 @@
 //! Counters stay exact because each one changes in the transaction of the row it counts, under
 //! that row's lock: a rating's film totals with the rating, a review's likes with the vote.
 //! Locks are always taken in one order (review, then rating, then the film's totals; review,
-//! then vote) so that concurrent writers wait for each other instead of deadlocking.
+//! then vote) so that concurrent writers wait for each other instead of deadlocking. A film's
+//! totals are split over [`RATING_PARTS`] rows by the rater's id, so that ratings of one popular
+//! film do not all queue on one row.
 
 use agora_platform::db::{self, DbError, DbPool, Lease};
 use deadpool_postgres::Transaction;
@@ -23,7 +25,14 @@ fn as_text<S: serde::Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Er
     serializer.collect_str(id)
 }
 
-/// A film's ratings: their sum and count, and the caller's own score when known.
+/// Rows a film's totals are split over (the migration's CHECK allows 0..=15).
+pub const RATING_PARTS: i64 = 16;
+
+fn part_of(user: i64) -> i16 {
+    user.rem_euclid(RATING_PARTS) as i16
+}
+
+/// A film's ratings: their sum and count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
     pub sum: i64,
@@ -158,7 +167,7 @@ impl Store {
         let totals = match removed {
             Some(row) => {
                 let score: i16 = row.get(0);
-                add_to_totals(&tx, film, -i64::from(score), -1).await?
+                add_to_totals(&tx, film, user, -i64::from(score), -1).await?
             }
             None => totals_in(&tx, film).await?,
         };
@@ -175,16 +184,16 @@ impl Store {
         let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(
-                "SELECT (SELECT score_sum FROM film_ratings WHERE film_id = $1::text::uuid), \
-                        (SELECT votes FROM film_ratings WHERE film_id = $1::text::uuid), \
-                        (SELECT score FROM ratings WHERE user_id = $2 AND film_id = $1::text::uuid)",
+                "SELECT coalesce(sum(score_sum), 0)::bigint, coalesce(sum(votes), 0)::bigint, \
+                        (SELECT score FROM ratings WHERE user_id = $2 AND film_id = $1::text::uuid) \
+                 FROM film_rating_parts WHERE film_id = $1::text::uuid",
             )
             .await?;
         let row = db.query_one(&statement, &[&film.as_str(), &viewer]).await?;
         Ok((
             Totals {
-                sum: row.get::<_, Option<i64>>(0).unwrap_or(0),
-                votes: row.get::<_, Option<i64>>(1).unwrap_or(0),
+                sum: row.get(0),
+                votes: row.get(1),
             },
             row.get(2),
         ))
@@ -476,7 +485,7 @@ async fn rate_in(
             )
             .await?;
         if inserted == 1 {
-            return add_to_totals(tx, film, i64::from(score), 1).await;
+            return add_to_totals(tx, film, user, i64::from(score), 1).await;
         }
         let old = tx
             .query_opt(
@@ -491,59 +500,59 @@ async fn rate_in(
                 &[&user, &film.as_str(), &score, &at],
             )
             .await?;
-            return add_to_totals(tx, film, i64::from(score) - i64::from(old), 0).await;
+            return add_to_totals(tx, film, user, i64::from(score) - i64::from(old), 0).await;
         }
     }
     Err(DbError::Contended("a rating kept changing under us".into()))
 }
 
+/// Moves the part of `film`'s totals that `user` counts in, and returns the whole totals.
 async fn add_to_totals(
     tx: &Transaction<'_>,
     film: &FilmId,
+    user: i64,
     sum: i64,
     votes: i64,
 ) -> Result<Totals, DbError> {
     // An UPDATE first: PostgreSQL checks an INSERT's proposed row against the CHECK
     // constraints before it looks for a conflict, so a negative difference could never go
-    // through INSERT … ON CONFLICT. Only a film's first rating (a positive one) inserts; two
-    // first ratings at once meet in ON CONFLICT.
+    // through INSERT … ON CONFLICT. Only a part's first rating (a positive one) inserts; two at
+    // once meet in ON CONFLICT.
+    let part = part_of(user);
     let updated = tx
-        .query_opt(
-            "UPDATE film_ratings SET score_sum = score_sum + $2, votes = votes + $3 \
-             WHERE film_id = $1::text::uuid RETURNING score_sum, votes",
-            &[&film.as_str(), &sum, &votes],
+        .execute(
+            "UPDATE film_rating_parts SET score_sum = score_sum + $3, votes = votes + $4 \
+             WHERE film_id = $1::text::uuid AND part = $2",
+            &[&film.as_str(), &part, &sum, &votes],
         )
         .await?;
-    let row = match updated {
-        Some(row) => row,
-        None => {
-            tx.query_one(
-                "INSERT INTO film_ratings VALUES ($1::text::uuid, $2, $3) \
-                 ON CONFLICT (film_id) DO UPDATE SET score_sum = film_ratings.score_sum + EXCLUDED.score_sum, \
-                                                     votes = film_ratings.votes + EXCLUDED.votes \
-                 RETURNING score_sum, votes",
-                &[&film.as_str(), &sum, &votes],
-            )
-            .await?
-        }
-    };
+    if updated == 0 {
+        tx.execute(
+            "INSERT INTO film_rating_parts VALUES ($1::text::uuid, $2, $3, $4) \
+             ON CONFLICT (film_id, part) DO UPDATE \
+             SET score_sum = film_rating_parts.score_sum + EXCLUDED.score_sum, \
+                 votes = film_rating_parts.votes + EXCLUDED.votes",
+            &[&film.as_str(), &part, &sum, &votes],
+        )
+        .await?;
+    }
+    totals_in(tx, film).await
+}
+
+/// The film's totals as this transaction sees them: its own change, and the other parts as
+/// last committed.
+async fn totals_in(tx: &Transaction<'_>, film: &FilmId) -> Result<Totals, DbError> {
+    let row = tx
+        .query_one(
+            "SELECT coalesce(sum(score_sum), 0)::bigint, coalesce(sum(votes), 0)::bigint \
+             FROM film_rating_parts WHERE film_id = $1::text::uuid",
+            &[&film.as_str()],
+        )
+        .await?;
     Ok(Totals {
         sum: row.get(0),
         votes: row.get(1),
     })
-}
-
-async fn totals_in(tx: &Transaction<'_>, film: &FilmId) -> Result<Totals, DbError> {
-    let row = tx
-        .query_opt(
-            "SELECT score_sum, votes FROM film_ratings WHERE film_id = $1::text::uuid",
-            &[&film.as_str()],
-        )
-        .await?;
-    Ok(row.map_or(Totals::default(), |row| Totals {
-        sum: row.get(0),
-        votes: row.get(1),
-    }))
 }
 
 async fn review_in(

@@ -5,13 +5,11 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use agora_platform::auth::{AuthConfig, SessionCache};
 use agora_platform::cache::{Redis, RedisConfig};
 use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
-use agora_platform::ids::UserId;
 use agora_platform::session::Sessions;
 use agora_platform::testing::TestDatabase;
 use agora_platform::testing::proxy::ChaosProxy;
@@ -99,25 +97,7 @@ impl UgcApp {
     }
 
     async fn user(&self, name: &str) -> (String, String) {
-        let (client, connection) = tokio_postgres::connect(&self.main.url, NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let id: i64 = client
-            .query_one(
-                "INSERT INTO users (first_name, second_name, password_hash) \
-                 VALUES ($1, 'Viewer', 'not used') RETURNING id",
-                &[&name],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        let token = self
-            .sessions
-            .open(UserId(id), Duration::from_secs(3600), 100)
-            .await
-            .unwrap();
-        (id.to_string(), token)
+        agora_platform::testing::user_with_session(&self.main.url, &self.sessions, name).await
     }
 
     async fn call(
@@ -127,25 +107,16 @@ impl UgcApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-        let mut request = self
-            .client
-            .request(method, format!("http://{}{}", self.address, path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, body, headers)
+        agora_platform::testing::call_json(
+            &self.client,
+            self.address,
+            method,
+            path,
+            token,
+            body,
+            &[],
+        )
+        .await
     }
 
     async fn ok(
@@ -354,7 +325,10 @@ async fn film_totals_stay_exact_under_concurrent_votes() {
     let average = (sum as f64 / count as f64 * 100.0).round() / 100.0;
     assert_eq!(shown["average"], json!(average));
     let counters = sql
-        .query_one("SELECT score_sum, votes FROM film_ratings", &[])
+        .query_one(
+            "SELECT sum(score_sum)::bigint, sum(votes)::bigint FROM film_rating_parts",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(

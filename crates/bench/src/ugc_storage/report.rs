@@ -228,8 +228,8 @@ pub fn markdown(result: &StudyResult, stem: &str, preamble: &str, conclusion: &s
         "![p99 of each read, with writes]({stem}-reads-with-writes.png)\n"
     );
 
-    out.push_str(conclusion.trim_end());
-    out.push_str("\n\n## The schemas, as created\n\n");
+    // The schemas, then the choice: the report ends with what it decided.
+    out.push_str("## The schemas, as created\n\n");
     for store in stores {
         let language = match store.store.as_str() {
             "tarantool" => "lua",
@@ -243,6 +243,8 @@ pub fn markdown(result: &StudyResult, stem: &str, preamble: &str, conclusion: &s
             store.schema.trim()
         );
     }
+    out.push_str(conclusion.trim_end());
+    out.push('\n');
     out
 }
 

@@ -277,6 +277,72 @@ where
     }
 }
 
+/// A user row in the main database at `main_url`, and a session token for it: (id, token),
+/// for tests of a service that checks the social network's tokens.
+pub async fn user_with_session(
+    main_url: &str,
+    sessions: &crate::session::Sessions,
+    first_name: &str,
+) -> (String, String) {
+    let client = admin_client(main_url).await;
+    let id: i64 = client
+        .query_one(
+            "INSERT INTO users (first_name, second_name, password_hash) \
+             VALUES ($1, 'Tester', 'not used') RETURNING id",
+            &[&first_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let token = sessions
+        .open(
+            crate::ids::UserId(id),
+            std::time::Duration::from_secs(3600),
+            100,
+        )
+        .await
+        .unwrap();
+    (id.to_string(), token)
+}
+
+/// One request to a service under test at `address`, with an optional bearer token, JSON body
+/// and extra headers: the status, the body (Null when empty, a string when it is not JSON) and
+/// the headers.
+pub async fn call_json(
+    client: &reqwest::Client,
+    address: std::net::SocketAddr,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+    headers: &[(&str, &str)],
+) -> (
+    reqwest::StatusCode,
+    serde_json::Value,
+    reqwest::header::HeaderMap,
+) {
+    let mut request = client.request(method, format!("http://{address}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    (status, body, headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::url_with_database;
