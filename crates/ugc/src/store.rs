@@ -3,15 +3,14 @@
 //! Counters stay exact because each one changes in the transaction of the row it counts, under
 //! that row's lock: a rating's film totals with the rating, a review's likes with the vote.
 //! Locks are always taken in one order (review, then rating, then the film's totals; review,
-//! then vote) so that concurrent writers wait for each other instead of deadlocking. A film's
-//! totals are split over [`RATING_PARTS`] rows by the rater's id, so that ratings of one popular
-//! film do not all queue on one row.
+//! then vote) so that concurrent writers wait for each other instead of deadlocking.
 
 use agora_platform::db::{self, DbError, DbPool, Lease};
 use deadpool_postgres::Transaction;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::domain::{Cursor, FilmId, ReviewFields, ReviewOrder, Vote};
 
@@ -25,14 +24,7 @@ fn as_text<S: serde::Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Er
     serializer.collect_str(id)
 }
 
-/// Rows a film's totals are split over (the migration's CHECK allows 0..=15).
-pub const RATING_PARTS: i64 = 16;
-
-fn part_of(user: i64) -> i16 {
-    user.rem_euclid(RATING_PARTS) as i16
-}
-
-/// A film's ratings: their sum and count.
+/// A film's ratings: their sum and count, and the caller's own score when known.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
     pub sum: i64,
@@ -123,6 +115,45 @@ impl Bookmark {
     }
 }
 
+/// Statements prepared once per connection and kept (deadpool's statement cache), as the
+/// reads' are: sent as text, each statement of a rating's transaction was parsed and planned
+/// again every time, and took a round trip more.
+trait Prepared {
+    async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError>;
+    async fn row(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError>;
+    async fn maybe_row(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, DbError>;
+}
+
+macro_rules! prepared_for {
+    ($client:ty) => {
+        impl Prepared for $client {
+            async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+                let statement = self.prepare_cached(sql).await?;
+                Ok(self.execute(&statement, params).await?)
+            }
+            async fn row(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, DbError> {
+                let statement = self.prepare_cached(sql).await?;
+                Ok(self.query_one(&statement, params).await?)
+            }
+            async fn maybe_row(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Option<Row>, DbError> {
+                let statement = self.prepare_cached(sql).await?;
+                Ok(self.query_opt(&statement, params).await?)
+            }
+        }
+    };
+}
+
+prepared_for!(Transaction<'_>);
+prepared_for!(deadpool_postgres::ClientWrapper);
+
 #[derive(Clone)]
 pub struct Store {
     pool: DbPool,
@@ -159,7 +190,7 @@ impl Store {
         let mut db = Lease::get(&self.pool).await?;
         let tx = db.transaction().await?;
         let removed = tx
-            .query_opt(
+            .maybe_row(
                 "DELETE FROM ratings WHERE user_id = $1 AND film_id = $2::text::uuid RETURNING score",
                 &[&user, &film.as_str()],
             )
@@ -167,7 +198,7 @@ impl Store {
         let totals = match removed {
             Some(row) => {
                 let score: i16 = row.get(0);
-                add_to_totals(&tx, film, user, -i64::from(score), -1).await?
+                add_to_totals(&tx, film, -i64::from(score), -1).await?
             }
             None => totals_in(&tx, film).await?,
         };
@@ -184,16 +215,16 @@ impl Store {
         let db = Lease::get(&self.pool).await?;
         let statement = db
             .prepare_cached(
-                "SELECT coalesce(sum(score_sum), 0)::bigint, coalesce(sum(votes), 0)::bigint, \
-                        (SELECT score FROM ratings WHERE user_id = $2 AND film_id = $1::text::uuid) \
-                 FROM film_rating_parts WHERE film_id = $1::text::uuid",
+                "SELECT (SELECT score_sum FROM film_ratings WHERE film_id = $1::text::uuid), \
+                        (SELECT votes FROM film_ratings WHERE film_id = $1::text::uuid), \
+                        (SELECT score FROM ratings WHERE user_id = $2 AND film_id = $1::text::uuid)",
             )
             .await?;
         let row = db.query_one(&statement, &[&film.as_str(), &viewer]).await?;
         Ok((
             Totals {
-                sum: row.get(0),
-                votes: row.get(1),
+                sum: row.get::<_, Option<i64>>(0).unwrap_or(0),
+                votes: row.get::<_, Option<i64>>(1).unwrap_or(0),
             },
             row.get(2),
         ))
@@ -212,7 +243,7 @@ impl Store {
     ) -> Result<Review, DbError> {
         let mut db = Lease::get(&self.pool).await?;
         let tx = db.transaction().await?;
-        tx.execute(
+        tx.run(
             "INSERT INTO reviews (film_id, author_id, body, score, written_at) \
              VALUES ($1::text::uuid, $2, $3, $4, $5) \
              ON CONFLICT (film_id, author_id) DO UPDATE \
@@ -230,7 +261,7 @@ impl Store {
     pub async fn delete_review(&self, author: i64, film: &FilmId) -> Result<bool, DbError> {
         let db = Lease::get(&self.pool).await?;
         let deleted = db
-            .execute(
+            .run(
                 "DELETE FROM reviews WHERE film_id = $1::text::uuid AND author_id = $2",
                 &[&film.as_str(), &author],
             )
@@ -334,7 +365,7 @@ impl Store {
         // Every change of this review's votes holds its row: the old vote read below is the
         // one the counters include.
         let locked = tx
-            .query_opt(
+            .maybe_row(
                 "SELECT 1 FROM reviews WHERE film_id = $1::text::uuid AND author_id = $2 FOR UPDATE",
                 &[&film.as_str(), &author],
             )
@@ -343,7 +374,7 @@ impl Store {
             return Ok(None);
         }
         let old: Option<i16> = tx
-            .query_opt(
+            .maybe_row(
                 "SELECT vote FROM review_votes WHERE film_id = $1::text::uuid AND author_id = $2 AND voter_id = $3",
                 &[&film.as_str(), &author, &voter],
             )
@@ -353,7 +384,7 @@ impl Store {
         if old != new {
             match new {
                 Some(value) => {
-                    tx.execute(
+                    tx.run(
                         "INSERT INTO review_votes (film_id, author_id, voter_id, vote, voted_at) \
                          VALUES ($1::text::uuid, $2, $3, $4, $5) \
                          ON CONFLICT (film_id, author_id, voter_id) DO UPDATE \
@@ -363,7 +394,7 @@ impl Store {
                     .await?;
                 }
                 None => {
-                    tx.execute(
+                    tx.run(
                         "DELETE FROM review_votes WHERE film_id = $1::text::uuid AND author_id = $2 AND voter_id = $3",
                         &[&film.as_str(), &author, &voter],
                     )
@@ -373,7 +404,7 @@ impl Store {
             let count = |value: Option<i16>, side: i16| i32::from(value == Some(side));
             let likes = count(new, 1) - count(old, 1);
             let dislikes = count(new, -1) - count(old, -1);
-            tx.execute(
+            tx.run(
                 "UPDATE reviews SET likes = likes + $3, dislikes = dislikes + $4 \
                  WHERE film_id = $1::text::uuid AND author_id = $2",
                 &[&film.as_str(), &author, &likes, &dislikes],
@@ -415,7 +446,7 @@ impl Store {
     pub async fn unbookmark(&self, user: i64, film: &FilmId) -> Result<bool, DbError> {
         let db = Lease::get(&self.pool).await?;
         let deleted = db
-            .execute(
+            .run(
                 "DELETE FROM bookmarks WHERE user_id = $1 AND film_id = $2::text::uuid",
                 &[&user, &film.as_str()],
             )
@@ -479,80 +510,80 @@ async fn rate_in(
     // vanished in between (a concurrent removal), the insert is tried again.
     for _ in 0..3 {
         let inserted = tx
-            .execute(
+            .run(
                 "INSERT INTO ratings VALUES ($1, $2::text::uuid, $3, $4) ON CONFLICT DO NOTHING",
                 &[&user, &film.as_str(), &score, &at],
             )
             .await?;
         if inserted == 1 {
-            return add_to_totals(tx, film, user, i64::from(score), 1).await;
+            return add_to_totals(tx, film, i64::from(score), 1).await;
         }
         let old = tx
-            .query_opt(
+            .maybe_row(
                 "SELECT score FROM ratings WHERE user_id = $1 AND film_id = $2::text::uuid FOR UPDATE",
                 &[&user, &film.as_str()],
             )
             .await?;
         if let Some(old) = old {
             let old: i16 = old.get(0);
-            tx.execute(
+            tx.run(
                 "UPDATE ratings SET score = $3, rated_at = $4 WHERE user_id = $1 AND film_id = $2::text::uuid",
                 &[&user, &film.as_str(), &score, &at],
             )
             .await?;
-            return add_to_totals(tx, film, user, i64::from(score) - i64::from(old), 0).await;
+            return add_to_totals(tx, film, i64::from(score) - i64::from(old), 0).await;
         }
     }
     Err(DbError::Contended("a rating kept changing under us".into()))
 }
 
-/// Moves the part of `film`'s totals that `user` counts in, and returns the whole totals.
 async fn add_to_totals(
     tx: &Transaction<'_>,
     film: &FilmId,
-    user: i64,
     sum: i64,
     votes: i64,
 ) -> Result<Totals, DbError> {
     // An UPDATE first: PostgreSQL checks an INSERT's proposed row against the CHECK
     // constraints before it looks for a conflict, so a negative difference could never go
-    // through INSERT … ON CONFLICT. Only a part's first rating (a positive one) inserts; two at
-    // once meet in ON CONFLICT.
-    let part = part_of(user);
+    // through INSERT … ON CONFLICT. Only a film's first rating (a positive one) inserts; two
+    // first ratings at once meet in ON CONFLICT.
     let updated = tx
-        .execute(
-            "UPDATE film_rating_parts SET score_sum = score_sum + $3, votes = votes + $4 \
-             WHERE film_id = $1::text::uuid AND part = $2",
-            &[&film.as_str(), &part, &sum, &votes],
+        .maybe_row(
+            "UPDATE film_ratings SET score_sum = score_sum + $2, votes = votes + $3 \
+             WHERE film_id = $1::text::uuid RETURNING score_sum, votes",
+            &[&film.as_str(), &sum, &votes],
         )
         .await?;
-    if updated == 0 {
-        tx.execute(
-            "INSERT INTO film_rating_parts VALUES ($1::text::uuid, $2, $3, $4) \
-             ON CONFLICT (film_id, part) DO UPDATE \
-             SET score_sum = film_rating_parts.score_sum + EXCLUDED.score_sum, \
-                 votes = film_rating_parts.votes + EXCLUDED.votes",
-            &[&film.as_str(), &part, &sum, &votes],
-        )
-        .await?;
-    }
-    totals_in(tx, film).await
-}
-
-/// The film's totals as this transaction sees them: its own change, and the other parts as
-/// last committed.
-async fn totals_in(tx: &Transaction<'_>, film: &FilmId) -> Result<Totals, DbError> {
-    let row = tx
-        .query_one(
-            "SELECT coalesce(sum(score_sum), 0)::bigint, coalesce(sum(votes), 0)::bigint \
-             FROM film_rating_parts WHERE film_id = $1::text::uuid",
-            &[&film.as_str()],
-        )
-        .await?;
+    let row = match updated {
+        Some(row) => row,
+        None => {
+            tx.row(
+                "INSERT INTO film_ratings VALUES ($1::text::uuid, $2, $3) \
+                 ON CONFLICT (film_id) DO UPDATE SET score_sum = film_ratings.score_sum + EXCLUDED.score_sum, \
+                                                     votes = film_ratings.votes + EXCLUDED.votes \
+                 RETURNING score_sum, votes",
+                &[&film.as_str(), &sum, &votes],
+            )
+            .await?
+        }
+    };
     Ok(Totals {
         sum: row.get(0),
         votes: row.get(1),
     })
+}
+
+async fn totals_in(tx: &Transaction<'_>, film: &FilmId) -> Result<Totals, DbError> {
+    let row = tx
+        .maybe_row(
+            "SELECT score_sum, votes FROM film_ratings WHERE film_id = $1::text::uuid",
+            &[&film.as_str()],
+        )
+        .await?;
+    Ok(row.map_or(Totals::default(), |row| Totals {
+        sum: row.get(0),
+        votes: row.get(1),
+    }))
 }
 
 async fn review_in(
@@ -562,7 +593,7 @@ async fn review_in(
     viewer: Option<i64>,
 ) -> Result<Option<Review>, DbError> {
     let row = tx
-        .query_opt(
+        .maybe_row(
             &format!(
                 "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid AND r.author_id = $3"
             ),
