@@ -127,8 +127,7 @@ ticks_with_children() { # pid...
   done
   echo "$total"
 }
-pids_of() { pgrep -f "$1" | tr '\n' ' ' || true; }
-cpu_sample() { # file
+cpu_sample() { # file load-pid
   local shop_dir="$ROOT/.stack/dev/shop" postmasters=() n pid
   for n in 1 2; do
     pid=$(head -n1 "$ROOT/.stack/dev/shop-pg$n/data/postmaster.pid" 2>/dev/null || true)
@@ -142,7 +141,7 @@ cpu_sample() { # file
     echo "postgres $(ticks_with_children "${postmasters[@]}")"
     echo "nginx $(ticks_with_children $(cat "$shop_dir"/nginx[12].pid 2>/dev/null))"
     echo "redis $(ticks_with_children $(cat "$shop_dir"/redis[12].pid 2>/dev/null))"
-    echo "load $(ticks_with_children $(pids_of 'agora-bench shopaholic'))"
+    echo "load $(ticks_with_children "$2")"
   } >"$1"
 }
 
@@ -175,13 +174,13 @@ measure() { # label instances carts database-url targets
   # still ran (a process that has exited has no counters left to read): one every second, kept
   # only if the load was alive after it. The table turns the window into a rate.
   sleep "$WARMUP"
-  cpu_sample "$file.cpu0"
+  cpu_sample "$file.cpu0" "$load"
   while sleep 1 && kill -0 "$load" 2>/dev/null; do
-    cpu_sample "$file.sample"
+    cpu_sample "$file.sample" "$load"
     if kill -0 "$load" 2>/dev/null; then mv "$file.sample" "$file.cpu1"; fi
   done
   rm -f "$file.sample"
-  [[ -e $file.cpu1 ]] || cpu_sample "$file.cpu1"
+  [[ -e $file.cpu1 ]] || cpu_sample "$file.cpu1" "$load"
   wait "$load" || { cat "$WORK/load.log" >&2; die "shopaholic failed in $label"; }
   tail -n 1 "$WORK/load.log"
   { echo "== round $ROUND, $label"; cat "$WORK/load.log"; } >>"$WORK/load-all.log"
@@ -258,7 +257,8 @@ def sample(path):
 print("### Where the CPU went\n")
 print("Cores each kind of process kept busy in the measured window (read from /proc) and, in")
 print("brackets, the CPU seconds it spent per 1,000 requests. All of it comes out of the same")
-print("%d cores: a total near %d means the machine, not the design, set the pace.\n" % (cores, cores))
+print("%d cores: a total near %d means the machine, not the design, set the pace. \"–\": the" % (cores, cores))
+print("load tool was not sampled in that window (left out of the total).\n")
 print("| configuration | requests/s | " + " | ".join(kinds) + " | total cores | CPU s / 1,000 requests |")
 print("|---|---:|" + "---:|" * len(kinds) + "---:|---:|")
 for path in sys.argv[2:]:
@@ -267,8 +267,13 @@ for path in sys.argv[2:]:
     elapsed = (after["at"] - before["at"]) / 1e9
     requests = sum(kind["count"] for kind in report["kinds"].values())
     rps = requests / report["duration_secs"]
-    busy = {k: max(0, after.get(k, 0) - before.get(k, 0)) / ticks / elapsed for k in kinds}
-    cells = " | ".join(f"{busy[k]:.2f} ({1000 * busy[k] / max(rps, 1e-9):.2f})" for k in kinds)
+    # The load tool's counters read 0 when a sample missed its process (an earlier sampler
+    # looked it up by name): shown as not sampled, and left out of the total.
+    missed = {k for k in ["load"] if before.get(k, 0) == 0 or after.get(k, 0) == 0}
+    busy = {k: max(0, after.get(k, 0) - before.get(k, 0)) / ticks / elapsed for k in kinds if k not in missed}
+    cells = " | ".join(
+        "–" if k in missed else f"{busy[k]:.2f} ({1000 * busy[k] / max(rps, 1e-9):.2f})" for k in kinds
+    )
     total = sum(busy.values())
     print(f"| {report['label']} | {rps:,.0f} | {cells} | {total:.2f} | {1000 * total / max(rps, 1e-9):.2f} |")
 PY

@@ -44,10 +44,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ensure_bench_data
+# A fresh UGC database every run, dropped before anything migrates it.
 PGPASSWORD=agora "$PSQL" -X -q -v ON_ERROR_STOP=1 "$ADMIN_URL" \
   -c "DROP DATABASE IF EXISTS $UGC_DB WITH (FORCE)" >/dev/null
-"$BIN/agora" migrate >/dev/null
+ensure_bench_data
 note "scenario: 2000 users, 10,000 films by popularity"
 "$BIN/agora" scenario ugc --users 2000 --films 10000 --out-dir "$WORK/scenario" >/dev/null
 
