@@ -108,7 +108,8 @@ mod tests {
             args.services,
             [
                 crate::serve::ServiceName::Social,
-                crate::serve::ServiceName::Dialogs
+                crate::serve::ServiceName::Dialogs,
+                crate::serve::ServiceName::Ugc
             ]
         );
         let error = parse(&["agora", "serve", "--services", "social,nonsense"])
