@@ -76,24 +76,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ServiceName::Dialogs => {
                 agora_dialogs::service(&args.dialogs, shared(&args.social)).await?
             }
-            ServiceName::Shop => agora_shop::service(
-                &args.shop,
-                agora_shop::Shared {
-                    database: &args.social.database,
-                    redis: &args.social.feed.redis,
-                    key_prefix: args.social.feed.key_prefix(),
-                    auth: &args.social.auth,
-                },
-            )?,
-            ServiceName::Ugc => agora_ugc::service(
-                &args.ugc,
-                agora_ugc::Shared {
-                    database: &args.social.database,
-                    redis: &args.social.feed.redis,
-                    key_prefix: args.social.feed.key_prefix(),
-                    auth: &args.social.auth,
-                },
-            )?,
+            ServiceName::Shop => agora_shop::service(&args.shop, shared(&args.social))?,
+            ServiceName::Ugc => agora_ugc::service(&args.ugc, shared(&args.social))?,
         });
     }
     agora_platform::service::run(
@@ -105,9 +89,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
 }
 
-/// What the dialogs service shares with the social network's settings.
-pub fn shared(social: &SocialConfig) -> agora_dialogs::Shared<'_> {
-    agora_dialogs::Shared {
+/// What every other service shares with the social network's settings.
+pub fn shared(social: &SocialConfig) -> agora_platform::service::Shared<'_> {
+    agora_platform::service::Shared {
         database: &social.database,
         redis: &social.feed.redis,
         key_prefix: social.feed.key_prefix(),

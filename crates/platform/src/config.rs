@@ -95,6 +95,17 @@ pub struct DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// A service's own database: these settings' timeouts, with its URL and pool size, and no
+    /// replicas.
+    pub fn for_service(&self, url: &str, pool_size: u32) -> Self {
+        Self {
+            url: url.to_owned(),
+            pool_size,
+            replicas: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     pub fn for_url(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),

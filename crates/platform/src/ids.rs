@@ -38,6 +38,12 @@ pub fn decompose(id: i64) -> IdParts {
     }
 }
 
+/// `#[serde(serialize_with = "ids::as_text")]`: ids travel as decimal strings (a JavaScript
+/// number cannot hold every 64-bit id).
+pub fn as_text<S: serde::Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
+}
+
 /// Parses an id as the API renders it: a positive decimal number with no sign, spaces or
 /// leading zeros (one id has one spelling, so it can serve as a cache or map key as sent).
 pub fn parse(text: &str) -> Option<i64> {

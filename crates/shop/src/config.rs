@@ -90,11 +90,6 @@ impl ShopConfig {
 
     /// The shop database's pool settings: the main database's timeouts, the shop's URL and size.
     pub fn database(&self, main: &DatabaseConfig) -> DatabaseConfig {
-        DatabaseConfig {
-            url: self.database_url.clone(),
-            pool_size: self.pool_size,
-            replicas: Vec::new(),
-            ..main.clone()
-        }
+        main.for_service(&self.database_url, self.pool_size)
     }
 }

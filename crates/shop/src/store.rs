@@ -17,9 +17,9 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Product {
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "agora_platform::ids::as_text")]
     pub id: i64,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "agora_platform::ids::as_text")]
     pub seller_id: i64,
     pub name: String,
     pub description: String,
@@ -28,11 +28,6 @@ pub struct Product {
     pub stock: i32,
     pub created_at: String,
     pub updated_at: String,
-}
-
-/// Ids travel as decimal strings, like the rest of the platform's.
-fn as_text<S: serde::Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(id)
 }
 
 const PRODUCT_COLUMNS: &str =
@@ -56,7 +51,7 @@ impl From<&Row> for Product {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Customer {
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "agora_platform::ids::as_text")]
     pub user_id: i64,
     pub name: String,
     pub email: String,
@@ -80,7 +75,7 @@ impl From<&Row> for Customer {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OrderLine {
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "agora_platform::ids::as_text")]
     pub product_id: i64,
     pub name: String,
     pub price_minor: i64,
@@ -89,7 +84,7 @@ pub struct OrderLine {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Order {
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "agora_platform::ids::as_text")]
     pub id: i64,
     pub state: &'static str,
     pub total_minor: i64,
@@ -101,7 +96,7 @@ pub struct Order {
 /// A cart line as stored: product and quantity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CartLine {
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "agora_platform::ids::as_text")]
     pub product_id: i64,
     pub quantity: i32,
 }

@@ -42,11 +42,6 @@ impl UgcConfig {
 
     /// UGC's pool settings: the main database's timeouts, UGC's URL and size.
     pub fn database(&self, main: &DatabaseConfig) -> DatabaseConfig {
-        DatabaseConfig {
-            url: self.database_url.clone(),
-            pool_size: self.pool_size,
-            replicas: Vec::new(),
-            ..main.clone()
-        }
+        main.for_service(&self.database_url, self.pool_size)
     }
 }

@@ -35,18 +35,6 @@ impl DatabaseFailure for UgcError {
     }
 }
 
-impl From<tokio_postgres::Error> for UgcError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        UgcError::Database(error.into())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for UgcError {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        UgcError::Database(error.into())
-    }
-}
-
 impl IntoResponse for UgcError {
     fn into_response(self) -> Response {
         match self {

@@ -19,11 +19,6 @@ fn rfc3339(at: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// Ids travel as decimal strings, like the rest of the platform's.
-fn as_text<S: serde::Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(id)
-}
-
 /// A film's ratings: their sum and count, and the caller's own score when known.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -34,7 +29,7 @@ pub struct Totals {
 #[derive(Debug, Clone, Serialize)]
 pub struct Review {
     pub film_id: String,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "agora_platform::ids::as_text")]
     pub author_id: i64,
     pub text: String,
     pub score: i16,
@@ -276,15 +271,7 @@ impl Store {
         viewer: Option<i64>,
     ) -> Result<Option<Review>, DbError> {
         let db = Lease::get(&self.pool).await?;
-        let statement = db
-            .prepare_cached(&format!(
-                "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid AND r.author_id = $3"
-            ))
-            .await?;
-        let row = db
-            .query_opt(&statement, &[&film.as_str(), &viewer, &author])
-            .await?;
-        Ok(row.as_ref().map(Review::from))
+        review_in(&**db, film, author, viewer).await
     }
 
     /// A page of a film's reviews in `order`, after `after`.
@@ -586,13 +573,14 @@ async fn totals_in(tx: &Transaction<'_>, film: &FilmId) -> Result<Totals, DbErro
     }))
 }
 
+/// One review as `viewer` sees it, in a transaction or on a pooled connection.
 async fn review_in(
-    tx: &Transaction<'_>,
+    client: &impl Prepared,
     film: &FilmId,
     author: i64,
     viewer: Option<i64>,
 ) -> Result<Option<Review>, DbError> {
-    let row = tx
+    let row = client
         .maybe_row(
             &format!(
                 "SELECT {REVIEW_COLUMNS} {REVIEW_FROM} WHERE r.film_id = $1::text::uuid AND r.author_id = $3"
