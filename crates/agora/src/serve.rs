@@ -5,6 +5,7 @@ use agora_platform::http;
 use agora_shop::ShopConfig;
 use agora_social::SocialConfig;
 use agora_ugc::UgcConfig;
+use agora_web::WebConfig;
 use clap::{Args, ValueEnum};
 
 /// A service the binary can run.
@@ -20,13 +21,16 @@ pub enum ServiceName {
     /// UGC of a film site: ratings, reviews with votes, bookmarks (docs/ugc.md), in a database
     /// of its own on the main server (`agora migrate` creates it).
     Ugc,
+    /// The web front end: pages for people at `/` (docs/ui.md). Needs social in the same
+    /// process; shows dialogs when dialogs runs here too.
+    Web,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Services this process runs, comma-separated; all of them by default.
     #[arg(long = "services", env = "AGORA_SERVICES", value_enum, value_delimiter = ',',
-          default_values_t = [ServiceName::Social, ServiceName::Dialogs, ServiceName::Ugc])]
+          default_values_t = [ServiceName::Social, ServiceName::Dialogs, ServiceName::Ugc, ServiceName::Web])]
     pub services: Vec<ServiceName>,
 
     /// The social network's settings, and those every service shares (database, Redis,
@@ -42,6 +46,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub ugc: UgcConfig,
+
+    #[command(flatten)]
+    pub web: WebConfig,
 
     /// Where a dialogs process runs, for a process that does not run dialogs itself: it then
     /// forwards `/dialog/*` and `/dialogs` there, with the request id, so clients of the
@@ -70,14 +77,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             agora_platform::http::OpsEndpoints::default(),
         ));
     }
+    anyhow::ensure!(
+        !names.contains(&ServiceName::Web) || names.contains(&ServiceName::Social),
+        "the web front end needs the social network in the same process: add social to --services"
+    );
+    // One social network and one dialogs per process: the web pages use the same ones.
+    let social = names
+        .contains(&ServiceName::Social)
+        .then(|| agora_social::service::SocialService::connect(&args.social))
+        .transpose()?;
+    let dialogs = if names.contains(&ServiceName::Dialogs) {
+        Some(agora_dialogs::connect(&args.dialogs, shared(&args.social)).await?)
+    } else {
+        None
+    };
     for name in names {
         services.push(match name {
-            ServiceName::Social => agora_social::http::service(&args.social)?,
+            ServiceName::Social => agora_social::http::service_of(
+                social.clone().expect("connected above"),
+                &args.social,
+            )?,
             ServiceName::Dialogs => {
-                agora_dialogs::service(&args.dialogs, shared(&args.social)).await?
+                agora_dialogs::http::service(dialogs.clone().expect("connected above"))
             }
             ServiceName::Shop => agora_shop::service(&args.shop, shared(&args.social))?,
             ServiceName::Ugc => agora_ugc::service(&args.ugc, shared(&args.social))?,
+            ServiceName::Web => agora_web::service(agora_web::Web::new(
+                social.clone().expect("checked above"),
+                dialogs.clone(),
+                &args.web,
+                args.social.token_ttl(),
+            )),
         });
     }
     agora_platform::service::run(

@@ -55,8 +55,17 @@ pub async fn service(
     config: &DialogsConfig,
     shared: Shared<'_>,
 ) -> anyhow::Result<agora_platform::service::Service> {
+    Ok(http::service(connect(config, shared).await?))
+}
+
+/// Dialogs' operations on the configured servers, for a process that also serves them in
+/// another form (the web front end's pages).
+pub async fn connect(
+    config: &DialogsConfig,
+    shared: Shared<'_>,
+) -> anyhow::Result<service::Dialogs> {
     let main = db::connect_pool(shared.database, "agora-dialogs")?;
-    Ok(http::service(dialogs(config, shared, main).await?))
+    dialogs(config, shared, main).await
 }
 
 /// Rebuilds every unread counter from the shards (`agora dialogs repair-unread`); how many

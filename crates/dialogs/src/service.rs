@@ -11,7 +11,8 @@ use agora_platform::session::Sessions;
 use crate::config::DialogsConfig;
 use crate::error::DialogsError;
 use crate::shards::{DialogKey, LogicalShard, ShardServerPool, Shards};
-use crate::store::{self, DialogSummary, Gate, Message, Unread};
+pub use crate::store::Message;
+use crate::store::{self, DialogSummary, Gate, Unread};
 use crate::unread::{CAP, Counts, UnreadCounters};
 
 /// The dialogs service. Cheap to clone.

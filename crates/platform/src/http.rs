@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -182,25 +182,61 @@ fn panic_to_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::internal().into_response()
 }
 
-async fn unknown_route() -> ApiError {
-    ApiError::not_found("no such route")
+/// Renders an error page for a browser (the web front end's look) for a status.
+pub type PageFallback = Arc<dyn Fn(StatusCode) -> Response + Send + Sync>;
+
+/// Whether the client asked for HTML (a browser navigating), not JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
 }
 
-async fn wrong_method() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::MethodNotAllowed,
-        "method not allowed on this route",
-    )
+fn for_browser(
+    pages: Option<&PageFallback>,
+    headers: &HeaderMap,
+    status: StatusCode,
+) -> Option<Response> {
+    pages
+        .filter(|_| wants_html(headers))
+        .map(|page| page(status))
+}
+
+async fn unknown_route(pages: Option<PageFallback>, headers: HeaderMap) -> Response {
+    for_browser(pages.as_ref(), &headers, StatusCode::NOT_FOUND)
+        .unwrap_or_else(|| ApiError::not_found("no such route").into_response())
+}
+
+async fn wrong_method(pages: Option<PageFallback>, headers: HeaderMap) -> Response {
+    for_browser(pages.as_ref(), &headers, StatusCode::METHOD_NOT_ALLOWED).unwrap_or_else(|| {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        )
+        .into_response()
+    })
 }
 
 /// Wraps a service's complete router with the shared layers. Call it last, after every route
 /// (including ops routes) is merged, so each route gets its label.
 pub fn finish_router(router: Router, config: &HttpConfig) -> Router {
+    finish_router_with_pages(router, config, None)
+}
+
+/// [`finish_router`], with unknown paths and methods answered by `pages` when a browser asks
+/// for HTML (everyone else still gets the JSON error envelope).
+pub fn finish_router_with_pages(
+    router: Router,
+    config: &HttpConfig,
+    pages: Option<PageFallback>,
+) -> Router {
+    let not_found = pages.clone();
     router
         .route_layer(middleware::from_fn(remember_route))
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(wrong_method)
+        .fallback(move |headers: HeaderMap| unknown_route(not_found, headers))
+        .method_not_allowed_fallback(move |headers: HeaderMap| wrong_method(pages, headers))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_to_response))
         .layer(middleware::from_fn_with_state(
@@ -360,6 +396,41 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The cookie a browser's session token travels in (the web front end sets it at sign-in).
+pub const SESSION_COOKIE: &str = "agora_session";
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|value| !value.is_empty())
+}
+
+/// The session token of a request: its bearer token, or else its session cookie when the
+/// request comes from a page of this server. Browsers attach cookies to requests other sites
+/// start, so a cookie counts only with an `Origin` naming this host (every WebSocket handshake
+/// and every cross-origin fetch carries one); forms have their own CSRF check.
+pub fn session_token(parts: &Parts) -> Option<&str> {
+    if let Some(token) = bearer_token(parts) {
+        return Some(token);
+    }
+    let origin = parts.headers.get(header::ORIGIN)?.to_str().ok()?;
+    let host = parts.headers.get(header::HOST)?.to_str().ok()?;
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))?;
+    (origin_host == host)
+        .then(|| cookie(parts, SESSION_COOKIE))
+        .flatten()
+}
+
 pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 pub type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
@@ -517,6 +588,7 @@ pub async fn serve_service(
     api: Router,
     ops: OpsEndpoints,
     config: &HttpConfig,
+    pages: Option<PageFallback>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let draining = Draining::default();
@@ -524,7 +596,7 @@ pub async fn serve_service(
     let endpoints = match config.ops_listen {
         OpsListen::Api => vec![Endpoint {
             listener,
-            router: finish_router(api.merge(ops), config),
+            router: finish_router_with_pages(api.merge(ops), config, pages),
         }],
         OpsListen::Address(address) => {
             let ops_listener = TcpListener::bind(address).await.map_err(|error| {
@@ -534,7 +606,7 @@ pub async fn serve_service(
             vec![
                 Endpoint {
                     listener,
-                    router: finish_router(api, config),
+                    router: finish_router_with_pages(api, config, pages),
                 },
                 Endpoint {
                     listener: ops_listener,

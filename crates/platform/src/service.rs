@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::HttpConfig;
-use crate::http::{OpsEndpoints, health_router, serve_service};
+use crate::http::{OpsEndpoints, PageFallback, health_router, serve_service};
 
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -29,6 +29,7 @@ pub struct Service {
     background: Vec<BackgroundTask>,
     on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
     after_serve: Vec<Box<dyn FnOnce(Duration) -> BoxFuture + Send>>,
+    pages: Option<PageFallback>,
 }
 
 impl Service {
@@ -40,7 +41,15 @@ impl Service {
             background: Vec::new(),
             on_shutdown: Vec::new(),
             after_serve: Vec::new(),
+            pages: None,
         }
+    }
+
+    /// Error pages for browsers: unknown paths and methods get `pages` instead of JSON when the
+    /// client asks for HTML. One service of a process (the web front end) sets it.
+    pub fn error_pages(mut self, pages: PageFallback) -> Self {
+        self.pages = Some(pages);
+        self
     }
 
     /// A task that runs for the life of the process and returns once `stop` turns true.
@@ -87,7 +96,9 @@ pub async fn run(
     let mut ops = OpsEndpoints::default();
     let mut on_shutdown = Vec::new();
     let mut after_serve = Vec::new();
+    let mut pages = None;
     for service in services {
+        pages = pages.or(service.pages);
         tracing::info!(service = service.name, "serving");
         api = api.merge(service.api);
         ops = ops.merge(service.ops);
@@ -104,7 +115,7 @@ pub async fn run(
         }
         let _ = stop_tx.send(true);
     };
-    serve_service(listener, api, ops, config, shutdown).await?;
+    serve_service(listener, api, ops, config, pages, shutdown).await?;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     for step in after_serve {
         step(grace).await;

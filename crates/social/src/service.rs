@@ -252,6 +252,42 @@ impl SocialService {
         Ok(self.store.search_users(search, fresh).await?)
     }
 
+    /// The existing users among `ids`, in the order of `ids` (for naming authors on a page).
+    pub async fn users_by_ids(
+        &self,
+        ids: &[i64],
+        reader: Option<i64>,
+    ) -> Result<Vec<UserRecord>, SocialError> {
+        let fresh = self.store.freshness_for(reader).await;
+        let mut users = self.store.users_by_ids(ids, fresh).await?;
+        users.sort_by_key(|user| ids.iter().position(|id| *id == user.id));
+        Ok(users)
+    }
+
+    /// Whether `user_id` has befriended `other`.
+    pub async fn is_friend(&self, user_id: i64, other: i64) -> Result<bool, SocialError> {
+        Ok(!self
+            .store
+            .friends_among(user_id, &[other])
+            .await?
+            .is_empty())
+    }
+
+    /// An author's posts older than `before` (all when `None`), newest first.
+    pub async fn posts_by_author(
+        &self,
+        author_id: i64,
+        before: Option<i64>,
+        limit: i64,
+        reader: Option<i64>,
+    ) -> Result<Vec<PostRecord>, SocialError> {
+        let fresh = self.store.freshness_for(reader).await;
+        Ok(self
+            .store
+            .author_posts_before(author_id, before.unwrap_or(i64::MAX), limit, fresh)
+            .await?)
+    }
+
     pub async fn add_friend(&self, user_id: i64, friend_id: i64) -> Result<(), SocialError> {
         if user_id == friend_id {
             return Err(SocialError::invalid("you cannot befriend yourself"));

@@ -154,6 +154,32 @@ impl Store {
             .await
     }
 
+    /// The users among `ids` that exist, in no particular order.
+    pub async fn users_by_ids(
+        &self,
+        ids: &[i64],
+        fresh: Freshness,
+    ) -> Result<Vec<UserRecord>, DbError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.db
+            .read(fresh, |db| async move {
+                let statement = db
+                    .prepare_cached(&format!(
+                        "SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1)"
+                    ))
+                    .await?;
+                Ok(db
+                    .query(&statement, &[&ids])
+                    .await?
+                    .iter()
+                    .map(UserRecord::from)
+                    .collect())
+            })
+            .await
+    }
+
     pub async fn password_hash(&self, id: i64) -> Result<Option<String>, DbError> {
         let db = self.pool.get().await?;
         let statement = db
@@ -476,6 +502,28 @@ impl Store {
                 let rows = db
                     .query(&statement, &[&user_id, &before, &skip, &limit])
                     .await?;
+                Ok(rows.iter().map(PostRecord::from_row).collect())
+            })
+            .await
+    }
+
+    /// An author's posts with ids below `before`, newest first (`posts_author_id_idx`).
+    pub async fn author_posts_before(
+        &self,
+        author_id: i64,
+        before: i64,
+        limit: i64,
+        fresh: Freshness,
+    ) -> Result<Vec<PostRecord>, DbError> {
+        self.db
+            .read(fresh, |db| async move {
+                let statement = db
+                    .prepare_cached(
+                        "SELECT id, author_id, text FROM posts \
+                         WHERE author_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                    )
+                    .await?;
+                let rows = db.query(&statement, &[&author_id, &before, &limit]).await?;
                 Ok(rows.iter().map(PostRecord::from_row).collect())
             })
             .await

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use agora_platform::db;
-use agora_platform::http::{OpsEndpoints, bearer_token};
+use agora_platform::http::{OpsEndpoints, bearer_token, session_token};
 use agora_platform::service::Service;
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -95,7 +95,11 @@ pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoin
 /// session and post-change listeners, the live feed consumer, and closing live sockets on
 /// shutdown.
 pub fn service(config: &SocialConfig) -> anyhow::Result<Service> {
-    let service = SocialService::connect(config)?;
+    service_of(SocialService::connect(config)?, config)
+}
+
+/// [`service`] around operations the caller also uses (the web front end shares them).
+pub fn service_of(service: SocialService, config: &SocialConfig) -> anyhow::Result<Service> {
     let sessions = service.sessions().cache().clone();
     let local_posts = service.feed().cache().local_posts().clone();
     let (live_stop_tx, live_stop) = tokio::sync::watch::channel(false);
@@ -208,6 +212,8 @@ pub struct AuthSession {
     pub valid_for: std::time::Duration,
 }
 
+/// Browsers cannot set headers on a WebSocket handshake: the web front end's session cookie is
+/// accepted here too, from pages of this server only (see [`session_token`]).
 impl FromRequestParts<SocialService> for AuthSession {
     type Rejection = SocialError;
 
@@ -215,7 +221,8 @@ impl FromRequestParts<SocialService> for AuthSession {
         parts: &mut Parts,
         service: &SocialService,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or(SocialError::Unauthorized("missing bearer token"))?;
+        let token =
+            session_token(parts).ok_or(SocialError::Unauthorized("missing bearer token"))?;
         let (user, valid_for) = service.authenticate_session(token).await?;
         Ok(AuthSession { user, valid_for })
     }

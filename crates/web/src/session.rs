@@ -1,0 +1,200 @@
+//! Browser sessions: the API's session token in an HttpOnly cookie, and CSRF tokens for forms.
+//!
+//! A signed-in form's CSRF token is derived from the session token (a hash no other site can
+//! compute without the cookie), so it needs no storage and dies with the session. Forms shown
+//! before sign-in use a random value kept in a cookie of its own and echoed by the form (the
+//! double-submit pattern). Cookies are `SameSite=Lax` besides, so other sites' forms do not
+//! carry them at all in current browsers.
+
+use agora_platform::http::{SESSION_COOKIE, cookie};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::Web;
+use crate::error::WebError;
+
+/// The anonymous forms' CSRF cookie.
+const CSRF_COOKIE: &str = "agora_csrf";
+
+/// The signed-in user as the page header shows them.
+#[derive(Clone)]
+pub struct Me {
+    pub id: i64,
+    pub name: String,
+    pub token: String,
+}
+
+/// Who is looking at a page, and the CSRF token its forms carry.
+pub struct Viewer {
+    pub me: Option<Me>,
+    pub csrf: String,
+    /// A CSRF cookie to set with the response (first anonymous visit).
+    new_csrf_cookie: Option<String>,
+    secure: bool,
+}
+
+impl Viewer {
+    /// Refuses a form whose CSRF token is not this viewer's.
+    pub fn check_csrf(&self, submitted: &str) -> Result<(), WebError> {
+        let matches = submitted.len() == self.csrf.len()
+            && submitted
+                .bytes()
+                .zip(self.csrf.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0;
+        if matches && self.new_csrf_cookie.is_none() {
+            Ok(())
+        } else {
+            Err(WebError::Csrf)
+        }
+    }
+
+    /// Adds the cookies this viewer needs to a response.
+    pub fn finish(&self, mut response: Response) -> Response {
+        if let Some(value) = &self.new_csrf_cookie {
+            let cookie = cookie_header(CSRF_COOKIE, value, None, self.secure);
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    }
+
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+}
+
+fn derived_csrf(token: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"agora-csrf:")
+        .chain_update(token.as_bytes())
+        .finalize();
+    hex(&digest[..16])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A `Set-Cookie` value; `max_age` `None` is a browser-session cookie, `Some(0)` deletes it.
+pub fn cookie_header(name: &str, value: &str, max_age: Option<u64>, secure: bool) -> HeaderValue {
+    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if let Some(age) = max_age {
+        cookie.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    HeaderValue::from_str(&cookie).expect("cookie values are URL-safe")
+}
+
+/// The cookie that signs a browser in with `token`.
+pub fn session_cookie(web: &Web, token: &str, secure: bool) -> HeaderValue {
+    cookie_header(
+        SESSION_COOKIE,
+        token,
+        Some(web.inner.session_lifetime.as_secs()),
+        secure,
+    )
+}
+
+/// The cookie that signs a browser out.
+pub fn cleared_session_cookie(secure: bool) -> HeaderValue {
+    cookie_header(SESSION_COOKIE, "", Some(0), secure)
+}
+
+fn served_over_https(parts: &Parts, web: &Web) -> bool {
+    web.inner.secure_cookies
+        || parts
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+impl FromRequestParts<Web> for Viewer {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
+        let secure = served_over_https(parts, web);
+        if let Some(token) = cookie(parts, SESSION_COOKIE) {
+            match web.social().authenticate(token).await {
+                Ok(id) => {
+                    let user = web.social().user(id, Some(id)).await?;
+                    return Ok(Viewer {
+                        csrf: derived_csrf(token),
+                        me: Some(Me {
+                            id,
+                            name: format!("{} {}", user.first_name, user.second_name),
+                            token: token.to_owned(),
+                        }),
+                        new_csrf_cookie: None,
+                        secure,
+                    });
+                }
+                // An expired or revoked session: the visitor is simply signed out.
+                Err(agora_social::SocialError::Unauthorized(_)) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let (csrf, new_csrf_cookie) = match cookie(parts, CSRF_COOKIE) {
+            Some(value) if value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (value.to_owned(), None)
+            }
+            _ => {
+                let mut bytes = [0u8; 16];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                let value = hex(&bytes);
+                (value.clone(), Some(value))
+            }
+        };
+        Ok(Viewer {
+            me: None,
+            csrf,
+            new_csrf_cookie,
+            secure,
+        })
+    }
+}
+
+/// A viewer who must be signed in: others are sent to the sign-in page, and back here after.
+pub struct SignedIn(pub Viewer, pub Me);
+
+impl FromRequestParts<Web> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
+        let viewer = Viewer::from_request_parts(parts, web)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match viewer.me.clone() {
+            Some(me) => Ok(SignedIn(viewer, me)),
+            None => {
+                let next = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+                let target = if next == "/" {
+                    "/signin".to_owned()
+                } else {
+                    format!("/signin?next={}", encode_component(next))
+                };
+                Err(Redirect::to(&target).into_response())
+            }
+        }
+    }
+}
+
+/// Percent-encodes a URL query component.
+pub fn encode_component(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Where to go after signing in: only a path of this site (`/…`, not `//host`).
+pub fn local_target(next: Option<&str>) -> &str {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path
+        }
+        _ => "/",
+    }
+}
