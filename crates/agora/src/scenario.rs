@@ -27,6 +27,28 @@ pub enum ScenarioCommand {
     /// bookmarks. Writes rate.txt, bookmark.txt, review.txt, film-rating.txt,
     /// reviews-newest.txt, reviews-top.txt and bookmarks.txt into --out-dir.
     Ugc(UgcScenarioArgs),
+    /// The web front end benchmark's users: readers who follow the same authors, whose posts
+    /// fill each reader's feed, each reader with a fresh session token. Writes home.txt (the
+    /// home page), user.txt (an author's page) and api-feed.txt (the same 20 posts through the
+    /// API) into --out-dir, one "path token" per line.
+    Web(WebScenarioArgs),
+}
+
+#[derive(clap::Args)]
+pub struct WebScenarioArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[arg(long, default_value_t = 500)]
+    readers: usize,
+    #[arg(long, default_value_t = 20)]
+    authors: usize,
+    /// Posts per author: authors × posts is each reader's feed (the cache holds 1000).
+    #[arg(long, default_value_t = 60)]
+    posts_per_author: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    out_dir: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -129,6 +151,7 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
         ScenarioCommand::Feed(args) => return write_feed_scenario(args).await,
         ScenarioCommand::Dialogs(args) => return write_dialogs_scenario(args).await,
         ScenarioCommand::Ugc(args) => return write_ugc_scenario(args).await,
+        ScenarioCommand::Web(args) => return write_web_scenario(args).await,
         ScenarioCommand::Shop(args) => {
             let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
             let tokens = agora_social::scenario::shoppers(&pool, args.users, args.seed).await?;
@@ -167,6 +190,36 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+async fn write_web_scenario(args: WebScenarioArgs) -> anyhow::Result<()> {
+    let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
+    let scenario = agora_social::scenario::web_scenario(
+        &pool,
+        args.readers,
+        args.authors,
+        args.posts_per_author,
+        args.seed,
+    )
+    .await?;
+    let lines = |path: &dyn Fn(i64) -> String| -> Vec<String> {
+        scenario
+            .readers
+            .iter()
+            .map(|(token, author)| format!("{} {token}", path(*author)))
+            .collect()
+    };
+    write_lines(
+        &args.out_dir,
+        [
+            ("home.txt", lines(&|_| "/".to_owned())),
+            ("user.txt", lines(&|author| format!("/people/{author}"))),
+            (
+                "api-feed.txt",
+                lines(&|_| "/post/feed?offset=0&limit=20".to_owned()),
+            ),
+        ],
+    )
 }
 
 async fn write_dialogs_scenario(args: DialogsScenarioArgs) -> anyhow::Result<()> {

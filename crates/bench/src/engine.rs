@@ -40,6 +40,8 @@ pub struct Workload {
     pub host_header: String,
     pub requests: Arc<Vec<RequestLine>>,
     pub bearer: Option<String>,
+    /// Send tokens as this cookie instead of a bearer header (a browser's session).
+    pub token_cookie: Option<String>,
 }
 
 /// One request: a GET of a path, or a POST or PUT of a JSON body, and the bearer token of the
@@ -355,7 +357,10 @@ fn build_request(workload: &Workload, line: &RequestLine) -> Request<Full<Bytes>
         builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
     }
     if let Some(token) = line.bearer.as_ref().or(workload.bearer.as_ref()) {
-        builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        builder = match &workload.token_cookie {
+            Some(cookie) => builder.header(hyper::header::COOKIE, format!("{cookie}={token}")),
+            None => builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}")),
+        };
     }
     builder
         .body(Full::new(line.body.clone().unwrap_or_default()))

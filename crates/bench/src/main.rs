@@ -105,6 +105,10 @@ struct RunArgs {
     /// Bearer token sent with every request.
     #[arg(long)]
     token: Option<String>,
+    /// Send every token as this cookie instead of a bearer header (pages for browsers, e.g.
+    /// `agora_session`).
+    #[arg(long)]
+    token_cookie: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -319,6 +323,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<RunReport> {
                 host_header: host_header.clone(),
                 requests: Arc::new(paths),
                 bearer: args.token.clone(),
+                token_cookie: args.token_cookie.clone(),
             };
             let mut series = Series {
                 name: name.clone(),

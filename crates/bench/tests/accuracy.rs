@@ -75,6 +75,7 @@ fn workload(target: SocketAddr) -> Workload {
         host_header: target.to_string(),
         requests: Arc::new(vec![RequestLine::path("/")]),
         bearer: None,
+        token_cookie: None,
     }
 }
 

@@ -467,3 +467,57 @@ pub async fn dialogs_scenario(
     scenario.sends.shuffle(&mut rng);
     Ok(scenario)
 }
+
+/// The web front end benchmark's users: `readers` readers who follow the same `authors`, each
+/// author with `posts_per_author` posts, so every reader's feed is full (1000 posts when
+/// authors × posts ≥ 1000). Writes posts and friendships (idempotent for the same seed: the
+/// authors' posts are added only once) and a fresh session per reader.
+pub struct WebScenario {
+    /// `(reader token, author id)` per reader: author pages are visited round-robin.
+    pub readers: Vec<(String, i64)>,
+}
+
+pub async fn web_scenario(
+    pool: &DbPool,
+    readers: usize,
+    authors: usize,
+    posts_per_author: usize,
+    seed: u64,
+) -> anyhow::Result<WebScenario> {
+    let sampled: Vec<i64> = sample(pool, "users", "id", readers + authors, seed)
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    anyhow::ensure!(
+        sampled.len() >= readers + authors,
+        "the database has too few users for {readers} readers and {authors} authors"
+    );
+    let (author_ids, reader_ids) = sampled.split_at(authors);
+    let reader_ids = &reader_ids[..readers];
+    let db = pool.get().await?;
+    // Posts of ~200 characters, a typical length; added up to the wanted count per author.
+    db.execute(
+        "INSERT INTO posts (author_id, text) \
+         SELECT a, 'Post ' || g || ' by ' || a || ': ' || repeat('a social network under load ', 7) \
+         FROM unnest($1::bigint[]) a CROSS JOIN generate_series(1, $2::int) g \
+         WHERE (SELECT count(*) FROM posts WHERE author_id = a) < $2::int",
+        &[&author_ids, &(posts_per_author as i32)],
+    )
+    .await?;
+    db.execute(
+        "INSERT INTO friendships (user_id, friend_id) \
+         SELECT r, a FROM unnest($1::bigint[]) r CROSS JOIN unnest($2::bigint[]) a \
+         ON CONFLICT DO NOTHING",
+        &[&reader_ids, &author_ids],
+    )
+    .await?;
+    let tokens = sessions_for(pool, reader_ids).await?;
+    Ok(WebScenario {
+        readers: tokens
+            .into_iter()
+            .enumerate()
+            .map(|(at, token)| (token, author_ids[at % author_ids.len()]))
+            .collect(),
+    })
+}
