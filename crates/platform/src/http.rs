@@ -641,3 +641,41 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut request = axum::http::Request::builder().uri("/post/feed/posted");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn cookies_are_found_by_name_among_others() {
+        let request = parts(&[("cookie", "a=1; agora_session=tok; b=2")]);
+        assert_eq!(cookie(&request, SESSION_COOKIE), Some("tok"));
+        assert_eq!(cookie(&request, "missing"), None);
+        assert_eq!(
+            cookie(&parts(&[("cookie", "agora_session=")]), SESSION_COOKIE),
+            None
+        );
+    }
+
+    #[test]
+    fn a_session_cookie_counts_only_from_a_page_of_this_host() {
+        let cookie = ("cookie", "agora_session=tok");
+        let host = ("host", "agora.example:8080");
+        let same = parts(&[cookie, host, ("origin", "http://agora.example:8080")]);
+        assert_eq!(session_token(&same), Some("tok"));
+        let other = parts(&[cookie, host, ("origin", "http://evil.example")]);
+        assert_eq!(session_token(&other), None);
+        let no_origin = parts(&[cookie, host]);
+        assert_eq!(session_token(&no_origin), None);
+        let bearer = parts(&[cookie, host, ("authorization", "Bearer api")]);
+        assert_eq!(session_token(&bearer), Some("api"));
+    }
+}

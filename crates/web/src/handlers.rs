@@ -161,13 +161,13 @@ fn full_name(user: &agora_social::service::User) -> String {
     format!("{} {}", user.first_name, user.second_name)
 }
 
-fn profile(user: agora_social::service::User) -> Profile {
+fn profile(user: &agora_social::service::User) -> Profile {
     Profile {
         id: user.id,
-        name: full_name(&user),
+        name: full_name(user),
         birthdate: user.birthdate.map(domain::format_date),
-        city: user.city,
-        biography: user.biography,
+        city: user.city.clone(),
+        biography: user.biography.clone(),
     }
 }
 
@@ -181,11 +181,11 @@ async fn with_authors(
     author_ids.sort_unstable();
     author_ids.dedup();
     let names: HashMap<i64, String> = web
-        .social()
-        .users_by_ids(&author_ids, reader)
+        .profiles()
+        .many(web.social(), &author_ids, reader)
         .await?
-        .iter()
-        .map(|user| (user.id, full_name(user)))
+        .into_iter()
+        .map(|(id, user)| (id, full_name(&user)))
         .collect();
     Ok(posts
         .into_iter()
@@ -234,10 +234,7 @@ async fn home_page(
     if offset > domain::MAX_FEED_OFFSET {
         return Err(WebError::NotFound("the feed does not go back that far"));
     }
-    let (user, feed) = tokio::try_join!(
-        web.social().user(me.id, Some(me.id)),
-        web.social().feed_page(me.id, offset, FEED_PAGE),
-    )?;
+    let feed = web.social().feed_page(me.id, offset, FEED_PAGE).await?;
     let truncated = feed.truncated;
     let full = feed.posts.len() == FEED_PAGE || truncated;
     let live_since = feed.posts.first().map(|post| post.id.to_string());
@@ -249,7 +246,7 @@ async fn home_page(
     let feed = with_authors(web, posts, Some(me.id)).await?;
     let page_view = HomePage {
         chrome: chrome(web, "Home", viewer).with_live_script(),
-        me: profile(user),
+        me: profile(&me.profile),
         draft,
         feed,
         page,
@@ -579,16 +576,19 @@ async fn user_page(
 ) -> Result<Response, WebError> {
     let reader = viewer.me.as_ref().map(|me| me.id);
     let before = number_param(&params, "before");
-    let (user, mut posts) = tokio::try_join!(
-        web.social().user(id, reader),
+    let following = async {
+        match reader {
+            Some(me) if me != id => web.social().is_friend(me, id).await.map(Some),
+            Some(_) => Ok(Some(false)),
+            None => Ok(None),
+        }
+    };
+    let (user, mut posts, is_friend) = tokio::try_join!(
+        web.profiles().one(web.social(), id, reader),
         web.social()
             .posts_by_author(id, before, POSTS_PAGE + 1, reader),
+        following,
     )?;
-    let is_friend = match reader {
-        Some(me) if me != id => Some(web.social().is_friend(me, id).await?),
-        Some(_) => Some(false),
-        None => None,
-    };
     let older = (posts.len() as i64 > POSTS_PAGE).then(|| {
         posts.truncate(POSTS_PAGE as usize);
         posts.last().map(|post| post.id)
@@ -614,7 +614,7 @@ async fn user_page(
     let page = UserPage {
         chrome: chrome(&web, name, &viewer),
         is_me: reader == Some(id),
-        user: profile(user),
+        user: profile(&user),
         is_friend,
         posts,
         older: older.flatten(),
@@ -668,7 +668,10 @@ async fn show_post(
 ) -> Result<Response, WebError> {
     let reader = viewer.me.as_ref().map(|me| me.id);
     let post = web.social().post(id, reader).await?;
-    let author = web.social().user(post.author_id, reader).await?;
+    let author = web
+        .profiles()
+        .one(web.social(), post.author_id, reader)
+        .await?;
     let page = PostPage {
         chrome: chrome(web, format!("Post by {}", full_name(&author)), viewer),
         mine: reader == Some(post.author_id),
@@ -740,13 +743,7 @@ async fn messages(
     };
     let entries = dialogs.dialogs_of(UserId(me.id), DIALOGS_LISTED).await?;
     let ids: Vec<i64> = entries.iter().map(|entry| entry.with.0).collect();
-    let users: HashMap<i64, agora_social::service::User> = web
-        .social()
-        .users_by_ids(&ids, Some(me.id))
-        .await?
-        .into_iter()
-        .map(|user| (user.id, user))
-        .collect();
+    let users = web.profiles().many(web.social(), &ids, Some(me.id)).await?;
     let lines = entries
         .into_iter()
         .map(|entry| {
@@ -756,7 +753,7 @@ async fn messages(
                     id: with,
                     name: users
                         .get(&with)
-                        .map_or_else(|| format!("user {with}"), full_name),
+                        .map_or_else(|| format!("user {with}"), |user| full_name(user)),
                     city: None,
                 },
                 last_from_me: entry.last_message.from.0 == me.id,
@@ -808,7 +805,7 @@ async fn dialog_page(
             "there is no dialog with yourself".into(),
         ));
     }
-    let user = web.social().user(other, Some(me.id)).await?;
+    let user = web.profiles().one(web.social(), other, Some(me.id)).await?;
     let mut messages = dialogs
         .list(
             UserId(me.id),

@@ -12,6 +12,7 @@ pub mod config;
 mod error;
 mod handlers;
 mod pages;
+mod profiles;
 mod session;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ struct WebState {
     dialogs: Option<Dialogs>,
     secure_cookies: bool,
     session_lifetime: Duration,
+    profiles: profiles::Profiles,
 }
 
 impl Web {
@@ -51,12 +53,17 @@ impl Web {
                 dialogs,
                 secure_cookies: config.secure_cookies,
                 session_lifetime,
+                profiles: profiles::Profiles::default(),
             }),
         }
     }
 
     fn social(&self) -> &SocialService {
         &self.inner.social
+    }
+
+    fn profiles(&self) -> &profiles::Profiles {
+        &self.inner.profiles
     }
 
     fn dialogs(&self) -> Option<&Dialogs> {

@@ -26,6 +26,7 @@ pub struct Me {
     pub id: i64,
     pub name: String,
     pub token: String,
+    pub profile: std::sync::Arc<agora_social::service::User>,
 }
 
 /// Who is looking at a page, and the CSRF token its forms carry.
@@ -122,13 +123,14 @@ impl FromRequestParts<Web> for Viewer {
         if let Some(token) = cookie(parts, SESSION_COOKIE) {
             match web.social().authenticate(token).await {
                 Ok(id) => {
-                    let user = web.social().user(id, Some(id)).await?;
+                    let user = web.profiles().one(web.social(), id, Some(id)).await?;
                     return Ok(Viewer {
                         csrf: derived_csrf(token),
                         me: Some(Me {
                             id,
                             name: format!("{} {}", user.first_name, user.second_name),
                             token: token.to_owned(),
+                            profile: user,
                         }),
                         new_csrf_cookie: None,
                         secure,
@@ -196,5 +198,63 @@ pub fn local_target(next: Option<&str>) -> &str {
             path
         }
         _ => "/",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_only_sends_people_to_pages_of_this_site() {
+        assert_eq!(
+            local_target(Some("/people/42?before=7")),
+            "/people/42?before=7"
+        );
+        for outside in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "people",
+        ] {
+            assert_eq!(local_target(Some(outside)), "/", "{outside}");
+        }
+        assert_eq!(local_target(None), "/");
+    }
+
+    #[test]
+    fn a_csrf_token_belongs_to_one_session() {
+        let token = derived_csrf("session-a");
+        assert_eq!(token.len(), 32);
+        assert_eq!(token, derived_csrf("session-a"));
+        assert_ne!(token, derived_csrf("session-b"));
+    }
+
+    #[test]
+    fn a_form_passes_only_with_the_viewers_token_and_an_existing_cookie() {
+        let viewer = |new_cookie: Option<String>| Viewer {
+            me: None,
+            csrf: "0123456789abcdef0123456789abcdef".into(),
+            new_csrf_cookie: new_cookie,
+            secure: false,
+        };
+        assert!(
+            viewer(None)
+                .check_csrf("0123456789abcdef0123456789abcdef")
+                .is_ok()
+        );
+        assert!(
+            viewer(None)
+                .check_csrf("0123456789abcdef0123456789abcdee")
+                .is_err()
+        );
+        assert!(viewer(None).check_csrf("").is_err());
+        // A first visit has no cookie yet: whatever the form says, it was not ours.
+        let fresh = viewer(Some("0123456789abcdef0123456789abcdef".into()));
+        assert!(
+            fresh
+                .check_csrf("0123456789abcdef0123456789abcdef")
+                .is_err()
+        );
     }
 }
