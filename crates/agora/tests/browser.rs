@@ -374,6 +374,22 @@ async fn two_people_use_the_social_network_in_a_browser() {
     let run = std::process::id();
     let (alice_first, bob_first) = (format!("Alice{run}"), format!("Bob{run}"));
 
+    // Every page says what it may load and that it may not be framed.
+    let page = reqwest::get(platform.url("/signin")).await.unwrap();
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(header("content-security-policy").contains("script-src 'self'"));
+    assert!(!header("content-security-policy").contains("unsafe-inline"));
+    assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "same-origin");
+    assert!(header("set-cookie").contains("HttpOnly; SameSite=Lax"));
+
     // No session: pages that need one send the visitor to sign in.
     let alice = driver.browser(platform.url(""), 1200, 900).await;
     alice.goto("/").await;
@@ -423,7 +439,23 @@ async fn two_people_use_the_social_network_in_a_browser() {
             .contains(&format!("{alice_first} Liddell"))
     );
     alice.post("Down the rabbit hole").await;
+    let session = alice
+        .client
+        .get_named_cookie("agora_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let api = reqwest::Client::new();
+    let feed_as = |token: String| {
+        api.get(platform.url("/post/feed"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(feed_as(session.clone()).await.unwrap().status(), 200);
     alice.click("form[action='/signout'] button").await;
+    // Signing out revoked the session itself, not only the browser's cookie.
+    assert_eq!(feed_as(session).await.unwrap().status(), 401);
     assert_eq!(alice.path().await, "/signin");
     alice.goto("/").await;
     assert_eq!(alice.path().await, "/signin", "signed out means signed out");
@@ -526,7 +558,7 @@ async fn two_people_use_the_social_network_in_a_browser() {
     bob.goto("/").await;
     bob.client
         .execute(
-            "document.querySelector('form.composer input[name=csrf]').value = 'forged';",
+            "document.querySelector('form.composer input[name=csrf]').remove();",
             vec![],
         )
         .await
