@@ -7,6 +7,10 @@
 //! Screenshots of the main pages go to `$AGORA_SCREENSHOTS` (docs/ui/ when `./dev screenshots`
 //! runs it), or to this test's temporary directory.
 
+mod common;
+
+use common::{amqp_url, env_or, free_port, redis_url};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,18 +21,6 @@ use agora_platform::testing::proxy::ChaosProxy;
 use agora_platform::testing::{TestDatabase, shard_admin_urls};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A child process killed when dropped, so a failing test leaves nothing running.
 struct Process(Child);
@@ -55,14 +47,8 @@ impl Platform {
         let ops: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let namespace = format!("webtest{}-{}", std::process::id(), address.port());
         let common = vec![
-            (
-                "AGORA_REDIS_URL".to_owned(),
-                env_or("AGORA_REDIS_URL", "redis://127.0.0.1:63800"),
-            ),
-            (
-                "AGORA_AMQP_URL".to_owned(),
-                env_or("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:62672/%2f"),
-            ),
+            ("AGORA_REDIS_URL".to_owned(), redis_url()),
+            ("AGORA_AMQP_URL".to_owned(), amqp_url()),
             ("AGORA_AMQP_QUEUE_EXPIRES_SECS".to_owned(), "60".to_owned()),
             ("AGORA_NAMESPACE".to_owned(), namespace),
             ("AGORA_LOG".to_owned(), "warn".to_owned()),

@@ -1,13 +1,13 @@
 //! The `agora` binary's data commands, run as a newcomer would run them, against the test stack.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use agora_platform::testing::TestDatabase;
 use tokio_postgres::NoTls;
 
-fn redis_url() -> String {
-    std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
-}
+use common::redis_url;
 
 struct Cli {
     database_url: String,

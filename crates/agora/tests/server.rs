@@ -1,23 +1,15 @@
 //! `agora serve` as a process: what only a whole process shows (its memory, its signals).
 
+mod common;
+
+use common::{amqp_url, free_port, redis_url};
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agora_platform::testing::TestDatabase;
 use serde_json::{Value, json};
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server {
     child: Child,
@@ -33,14 +25,8 @@ impl Server {
         command
             .arg("serve")
             .env("AGORA_DATABASE_URL", &database.url)
-            .env(
-                "AGORA_REDIS_URL",
-                env_or("AGORA_REDIS_URL", "redis://127.0.0.1:63800"),
-            )
-            .env(
-                "AGORA_AMQP_URL",
-                env_or("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:62672/%2f"),
-            )
+            .env("AGORA_REDIS_URL", redis_url())
+            .env("AGORA_AMQP_URL", amqp_url())
             .env("AGORA_AMQP_QUEUE_EXPIRES_SECS", "60")
             .env(
                 "AGORA_NAMESPACE",

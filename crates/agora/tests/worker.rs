@@ -1,6 +1,10 @@
 //! `agora worker` killed with SIGKILL in the middle of a fan-out: every feed still gets the post,
 //! in about the time a fan-out takes without faults, not after a broker timeout.
 
+mod common;
+
+use common::{amqp_url, redis_url};
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -8,14 +12,6 @@ use agora_platform::testing::TestDatabase;
 use tokio_postgres::NoTls;
 
 const FOLLOWERS: usize = 3000;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.into())
-}
-
-fn amqp_url() -> String {
-    env_or("AGORA_AMQP_URL", "amqp://guest:guest@127.0.0.1:62672/%2f")
-}
 
 struct Worker {
     database_url: String,
@@ -48,10 +44,7 @@ impl Worker {
         Command::new(env!("CARGO_BIN_EXE_agora"))
             .arg("worker")
             .env("AGORA_DATABASE_URL", &self.database_url)
-            .env(
-                "AGORA_REDIS_URL",
-                env_or("AGORA_REDIS_URL", "redis://127.0.0.1:63800"),
-            )
+            .env("AGORA_REDIS_URL", redis_url())
             .env("AGORA_AMQP_URL", &self.amqp_url)
             .env("AGORA_AMQP_QUEUE_EXPIRES_SECS", "60")
             .env("AGORA_NAMESPACE", &self.namespace)
@@ -176,8 +169,7 @@ async fn fan_out_through_kills(silent: bool) {
         .map(|row| row.get(0))
         .collect();
     // Active (cached, empty) feeds: only those get pushes.
-    let redis_client =
-        redis::Client::open(env_or("AGORA_REDIS_URL", "redis://127.0.0.1:63800")).unwrap();
+    let redis_client = redis::Client::open(redis_url()).unwrap();
     let mut redis = redis_client
         .get_multiplexed_async_connection()
         .await
