@@ -422,13 +422,34 @@ pub fn session_token(parts: &Parts) -> Option<&str> {
         return Some(token);
     }
     let origin = parts.headers.get(header::ORIGIN)?.to_str().ok()?;
-    let host = parts.headers.get(header::HOST)?.to_str().ok()?;
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))?;
-    (origin_host == host)
+    let host = match parts.headers.get(header::HOST) {
+        Some(host) => host.to_str().ok()?,
+        None => parts.uri.authority()?.as_str(),
+    };
+    same_authority(origin, host)
         .then(|| cookie(parts, SESSION_COOKIE))
         .flatten()
+}
+
+/// Whether an `Origin` (`scheme://host[:port]`) names the same place as a `Host` header: host
+/// names compared without case, a scheme's default port the same as none.
+fn same_authority(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let normal = |authority: &str| {
+        let lower = authority.to_ascii_lowercase();
+        lower
+            .strip_suffix(default_port)
+            .map(str::to_owned)
+            .unwrap_or(lower)
+    };
+    normal(authority) == normal(host)
 }
 
 pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
@@ -677,5 +698,21 @@ mod tests {
         assert_eq!(session_token(&no_origin), None);
         let bearer = parts(&[cookie, host, ("authorization", "Bearer api")]);
         assert_eq!(session_token(&bearer), Some("api"));
+    }
+
+    #[test]
+    fn origins_match_hosts_without_case_or_default_ports() {
+        assert!(same_authority("http://Agora.Example", "agora.example:80"));
+        assert!(same_authority("https://agora.example:443", "agora.example"));
+        assert!(same_authority("http://[::1]:8080", "[::1]:8080"));
+        assert!(!same_authority(
+            "http://agora.example:8080",
+            "agora.example"
+        ));
+        assert!(!same_authority(
+            "https://agora.example.evil",
+            "agora.example"
+        ));
+        assert!(!same_authority("null", "agora.example"));
     }
 }

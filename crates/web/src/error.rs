@@ -23,6 +23,9 @@ pub enum WebError {
     NotFound(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    /// A request the framework refused (a form too large, of the wrong type), with its status.
+    #[error("{1}")]
+    Rejected(StatusCode, String),
     #[error("template: {0}")]
     Template(#[from] askama::Error),
 }
@@ -33,6 +36,7 @@ impl IntoResponse for WebError {
             WebError::Csrf => (StatusCode::FORBIDDEN, self.to_string()),
             WebError::NotFound(message) => (StatusCode::NOT_FOUND, (*message).to_owned()),
             WebError::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
+            WebError::Rejected(status, message) => (*status, message.clone()),
             WebError::Template(error) => {
                 tracing::error!(%error, "page rendering failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, String::new())
@@ -72,6 +76,7 @@ fn page(status: StatusCode, detail: &str) -> Response {
             "The address may be mistyped, or what it showed was deleted.",
         ),
         405 => ("Page not found", "This address is not a page."),
+        413 => ("That was too long", "Go back, shorten it and try again."),
         429 => ("Too many attempts", "Wait a little, then try again."),
         503 => (
             "We will be right back",
@@ -81,13 +86,16 @@ fn page(status: StatusCode, detail: &str) -> Response {
     };
     // 5xx detail is for operators (logs, the request id), not for the page.
     let detail = if status.is_server_error() { "" } else { detail };
+    let mut chrome = Chrome::anonymous(title);
+    crate::context::signed_in_chrome(&mut chrome);
+    let retry = (status == StatusCode::SERVICE_UNAVAILABLE).then(crate::context::retry_target);
     let body = ErrorPage {
-        chrome: Chrome::anonymous(title),
+        chrome,
         status: status.as_u16(),
         title,
         detail,
         advice,
-        retry: status == StatusCode::SERVICE_UNAVAILABLE,
+        retry,
         request_id: current_request_id().unwrap_or_default(),
     }
     .render()

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use agora_dialogs::DialogsError;
 use agora_platform::http::ClientAddress;
-use agora_platform::ids::{MessageId, UserId};
+use agora_platform::ids::{self, IdParts, MessageId, UserId};
 use agora_social::SocialError;
 use agora_social::domain::{self, NameSearch, NewUser, Registration, SEARCH_RESULT_CAP};
 use askama::Template;
@@ -32,6 +32,18 @@ const POSTS_PAGE: i64 = 20;
 const SEARCH_PAGE: usize = 20;
 const DIALOG_PAGE: i64 = 30;
 const DIALOGS_LISTED: i64 = 50;
+/// How far before the newest post it has the live feed asks to be replayed from: a post may
+/// be committed this long after a newer one (a slow transaction), and would otherwise be
+/// skipped on a reconnect.
+const LIVE_LOOK_BACK_MS: i64 = 30_000;
+
+fn live_look_back() -> i64 {
+    ids::compose(IdParts {
+        unix_ms: ids::EPOCH_UNIX_MS + LIVE_LOOK_BACK_MS,
+        shard: 0,
+        sequence: 0,
+    })
+}
 
 pub fn router(web: Web) -> Router {
     Router::new()
@@ -50,6 +62,7 @@ pub fn router(web: Web) -> Router {
         .route("/messages", get(messages))
         .route("/messages/{id}", get(dialog).post(send_message))
         .route("/assets/{name}", get(assets::serve))
+        .layer(middleware::from_fn(crate::context::scope))
         .layer(middleware::map_response(with_page_headers))
         .with_state(web)
 }
@@ -98,7 +111,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequest<S> for FormData<T> 
             .await
             .map(|Form(value)| FormData(value))
             .map_err(|rejection: FormRejection| {
-                WebError::BadRequest(format!("the form could not be read ({rejection})"))
+                WebError::Rejected(
+                    rejection.status(),
+                    format!("the form could not be read ({})", rejection.body_text()),
+                )
             })
     }
 }
@@ -237,7 +253,17 @@ async fn home_page(
     let feed = web.social().feed_page(me.id, offset, FEED_PAGE).await?;
     let truncated = feed.truncated;
     let full = feed.posts.len() == FEED_PAGE || truncated;
-    let live_since = feed.posts.first().map(|post| post.id.to_string());
+    // Where the live feed resumes: the newest post shown, or now when there is none.
+    let live_since = feed.posts.first().map_or_else(
+        || {
+            ids::compose(IdParts {
+                unix_ms: time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000,
+                shard: 0,
+                sequence: 0,
+            })
+        },
+        |post| post.id,
+    );
     let posts = feed
         .posts
         .into_iter()
@@ -251,8 +277,9 @@ async fn home_page(
         feed,
         page,
         newer: (page > 1).then(|| page - 1),
-        older: full.then_some(page + 1),
-        live_since: (page == 1).then_some(live_since).flatten(),
+        older: (full && page * FEED_PAGE <= domain::MAX_FEED_OFFSET).then_some(page + 1),
+        live_since: live_since.to_string(),
+        live_look_back: live_look_back().to_string(),
         truncated,
         posted,
     };
@@ -385,7 +412,19 @@ async fn signup(
     };
     let password = user.password.clone();
     let id = web.social().register(user).await?;
-    let token = web.social().login(id, password, client).await?;
+    let token = match web.social().login(id, password, client).await {
+        Ok(token) => token,
+        // The account exists now: whatever kept the session from opening, its id must not be
+        // lost, since it is the only way to sign in.
+        Err(error) => {
+            tracing::warn!(%error, id, "signed up, but the first sign-in failed");
+            let mut page = signin_page(&web, &viewer, &id.to_string(), "/");
+            page.notice = Some(format!(
+                "Your account is created. Your id is {id}: sign in with it and your password."
+            ));
+            return render(StatusCode::OK, &viewer, page);
+        }
+    };
     let mut response = see_other("/");
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -413,6 +452,7 @@ fn signin_page(web: &Web, viewer: &Viewer, id: &str, next: &str) -> SignInPage {
         password: Field::default(),
         next: local_target(Some(next)).to_owned(),
         form_error: None,
+        notice: None,
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod assets;
 pub mod config;
+mod context;
 mod error;
 mod handlers;
 mod pages;

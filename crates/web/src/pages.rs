@@ -94,7 +94,8 @@ pub struct ErrorPage<'a> {
     pub title: &'a str,
     pub detail: &'a str,
     pub advice: &'a str,
-    pub retry: bool,
+    /// Where the page retries (503 only).
+    pub retry: Option<String>,
     pub request_id: String,
 }
 
@@ -119,6 +120,7 @@ pub struct SignInPage {
     pub password: Field,
     pub next: String,
     pub form_error: Option<String>,
+    pub notice: Option<String>,
 }
 
 #[derive(Template)]
@@ -131,8 +133,10 @@ pub struct HomePage {
     pub page: usize,
     pub newer: Option<usize>,
     pub older: Option<usize>,
-    /// Newest post id shown: where the live feed resumes (`since`).
-    pub live_since: Option<String>,
+    /// Newest post id shown (or an id for now): where the live feed resumes (`since`).
+    pub live_since: String,
+    /// Id units the live feed resumes before `live_since`.
+    pub live_look_back: String,
     pub truncated: bool,
     /// The post just published, to link to.
     pub posted: Option<i64>,

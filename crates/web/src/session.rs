@@ -107,12 +107,15 @@ pub fn cleared_session_cookie(secure: bool) -> HeaderValue {
     cookie_header(SESSION_COOKIE, "", Some(0), secure)
 }
 
+/// A chain of proxies sends `X-Forwarded-Proto: https, http`: the first is what the browser used.
 fn served_over_https(parts: &Parts, web: &Web) -> bool {
     web.inner.secure_cookies
         || parts
             .headers
             .get("x-forwarded-proto")
-            .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"))
+            .and_then(|proto| proto.to_str().ok())
+            .and_then(|proto| proto.split(',').next())
+            .is_some_and(|first| first.trim().eq_ignore_ascii_case("https"))
 }
 
 impl FromRequestParts<Web> for Viewer {
@@ -124,8 +127,15 @@ impl FromRequestParts<Web> for Viewer {
             match web.social().authenticate(token).await {
                 Ok(id) => {
                     let user = web.profiles().one(web.social(), id, Some(id)).await?;
+                    let csrf = derived_csrf(token);
+                    crate::context::signed_in(
+                        id,
+                        format!("{} {}", user.first_name, user.second_name),
+                        &csrf,
+                        web.dialogs().is_some(),
+                    );
                     return Ok(Viewer {
-                        csrf: derived_csrf(token),
+                        csrf,
                         me: Some(Me {
                             id,
                             name: format!("{} {}", user.first_name, user.second_name),
@@ -174,7 +184,13 @@ impl FromRequestParts<Web> for SignedIn {
         match viewer.me.clone() {
             Some(me) => Ok(SignedIn(viewer, me)),
             None => {
-                let next = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+                // A form sent after the session ended cannot be replayed by a GET after sign-in.
+                let next = match parts.method {
+                    axum::http::Method::GET => {
+                        parts.uri.path_and_query().map_or("/", |path| path.as_str())
+                    }
+                    _ => "/",
+                };
                 let target = if next == "/" {
                     "/signin".to_owned()
                 } else {
@@ -191,10 +207,18 @@ pub fn encode_component(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// Where to go after signing in: only a path of this site (`/…`, not `//host`).
+/// Where to go after signing in: only a path of this site (`/…`, not `//host`). Browsers drop
+/// tabs and newlines from a `Location` (`/\t/evil` becomes `//evil`) and read `\` as `/`, so a
+/// path with either, or any other control character or a space, is refused.
 pub fn local_target(next: Option<&str>) -> &str {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && path
+                    .bytes()
+                    .all(|byte| byte > b' ' && byte != 0x7f && byte != b'\\') =>
+        {
             path
         }
         _ => "/",
@@ -215,6 +239,9 @@ mod tests {
             "//evil.example/",
             "https://evil.example/",
             "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
             "people",
         ] {
             assert_eq!(local_target(Some(outside)), "/", "{outside}");
