@@ -139,6 +139,18 @@ impl Formation {
         );
     }
 
+    /// Kills `node` (keeper and PostgreSQL, `kill -9`); it is started again when the returned
+    /// guard is dropped, even by a test that fails before starting it itself: a formation left
+    /// without its standbys would hang every later write on synchronous commit.
+    async fn kill<'a>(&'a self, node: &str) -> KilledNode<'a> {
+        self.dev(&["kill", node]).await;
+        KilledNode {
+            formation: self,
+            node: node.to_owned(),
+            started: false,
+        }
+    }
+
     /// Starts every node that is down (a test that failed half-way may have left one).
     async fn heal(&self) {
         for node in &self.nodes {
@@ -148,6 +160,31 @@ impl Formation {
         }
         resume_replay_everywhere(self);
         self.wait_settled(Duration::from_secs(90)).await;
+    }
+}
+
+/// A node killed by [`Formation::kill`], started again by [`KilledNode::start`] or on drop.
+struct KilledNode<'a> {
+    formation: &'a Formation,
+    node: String,
+    started: bool,
+}
+
+impl KilledNode<'_> {
+    async fn start(mut self) {
+        self.formation.dev(&["start", &self.node]).await;
+        self.started = true;
+    }
+}
+
+impl Drop for KilledNode<'_> {
+    fn drop(&mut self) {
+        if !self.started {
+            // Blocking on purpose: Drop cannot await, and a panicking test is ending anyway.
+            let _ = std::process::Command::new(&self.formation.dev)
+                .args(["replication", "start", &self.node, "test"])
+                .output();
+        }
     }
 }
 
@@ -424,8 +461,9 @@ async fn with_every_replica_stopped_reads_come_from_the_primary() {
     app.put(&format!("/friend/set/{id}"), Some(&friend_token))
         .await;
 
+    let mut killed = Vec::new();
     for standby in &standbys {
-        formation.dev(&["kill", standby]).await;
+        killed.push(formation.kill(standby).await);
     }
     let mut statuses = BTreeMap::new();
     for round in 0..20 {
@@ -460,8 +498,8 @@ async fn with_every_replica_stopped_reads_come_from_the_primary() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    for standby in &standbys {
-        formation.dev(&["start", standby]).await;
+    for node in killed {
+        node.start().await;
     }
     formation.wait_settled(Duration::from_secs(90)).await;
     for standby in &standbys {
@@ -611,7 +649,7 @@ async fn killing_a_synchronous_replica_loses_no_acknowledged_write() {
     let load = write_load(&app, "replica-kill", 4, stop.clone()).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (killed, survivor) = (&standbys[0], &standbys[1]);
-    formation.dev(&["kill", killed]).await;
+    let killed_node = formation.kill(killed).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     let history = load.await.unwrap();
@@ -646,7 +684,7 @@ async fn killing_a_synchronous_replica_loses_no_acknowledged_write() {
     assert!(history.unexpected.is_empty(), "{:?}", history.unexpected);
     assert!(history.acknowledged.len() > 20);
 
-    formation.dev(&["start", killed]).await;
+    killed_node.start().await;
     formation.wait_settled(Duration::from_secs(90)).await;
 }
 
@@ -664,7 +702,7 @@ async fn failover_under_writes_loses_no_acknowledged_write() {
     let load = write_load(&app, "failover", 4, stop.clone()).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let killed_at = Instant::now();
-    formation.dev(&["kill", &old_primary]).await;
+    let killed_node = formation.kill(&old_primary).await;
     // Writes go on until they have succeeded for 2 s on the new primary (or 60 s pass).
     let resumed_at = loop {
         let response = app
@@ -724,7 +762,7 @@ async fn failover_under_writes_loses_no_acknowledged_write() {
     );
 
     // The old primary comes back as a replica of the new one.
-    formation.dev(&["start", &old_primary]).await;
+    killed_node.start().await;
     let rejoined = formation.wait_settled(Duration::from_secs(90)).await;
     let (primary, standbys) = formation.roles().await;
     assert_eq!(primary, new_primary);
