@@ -249,6 +249,8 @@ monitoring_up() {
     local ops=${AGORA_OPS_LISTEN:-127.0.0.1:9464}
     [[ $ops == api ]] && ops="$(agora_listen)"
     monitoring_add_agora_target serve "$ops"
+    # ... and its feed worker's (./dev up sets AGORA_WORKER_OPS_LISTEN for it).
+    monitoring_add_agora_target worker "${AGORA_WORKER_OPS_LISTEN:-127.0.0.1:9465}"
   fi
 
   cp "$ROOT/deploy/monitoring/alerts.yml" "$MON_DIR/alerts.yml.new"

@@ -280,3 +280,64 @@ async fn fan_out_through_kills(silent: bool) {
         );
     }
 }
+
+/// With `AGORA_WORKER_OPS_LISTEN` the worker answers `/health` and `/ready`, and `/metrics`
+/// counts what it relayed.
+#[tokio::test]
+async fn the_worker_serves_its_metrics_when_asked() {
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let ops = format!("127.0.0.1:{}", common::free_port());
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("worker")
+            .env("AGORA_DATABASE_URL", &database.url)
+            .env("AGORA_REDIS_URL", redis_url())
+            .env("AGORA_AMQP_URL", amqp_url())
+            .env("AGORA_AMQP_QUEUE_EXPIRES_SECS", "60")
+            .env(
+                "AGORA_NAMESPACE",
+                format!("workerops{}", std::process::id()),
+            )
+            .env("AGORA_WORKER_OPS_LISTEN", &ops)
+            .env("AGORA_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting agora worker"),
+    );
+    let (sql, connection) = tokio_postgres::connect(&database.url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let author: i64 = sql
+        .query_one(
+            "INSERT INTO users (first_name, second_name, password_hash) VALUES ('A', 'B', 'x') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    post(&sql, author).await;
+
+    let url = |path: &str| format!("http://{ops}{path}");
+    let started = Instant::now();
+    loop {
+        let metrics = match reqwest::get(url("/metrics")).await {
+            Ok(response) => response.text().await.unwrap(),
+            Err(_) => String::new(),
+        };
+        let published = metrics
+            .lines()
+            .filter(|line| line.starts_with("outbox_published_total"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        if published >= 1.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker's /metrics never counted the post it relayed:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reqwest::get(url("/health")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(url("/ready")).await.unwrap().status(), 200);
+    child.kill();
+}

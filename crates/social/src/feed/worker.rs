@@ -62,6 +62,11 @@ pub struct WorkerConfig {
     #[arg(long = "worker-prefetch", env = "AGORA_WORKER_PREFETCH", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
+
+    /// Where the worker serves `/health`, `/ready` and `/metrics` (Prometheus). None by default:
+    /// several workers may run on one machine, and each needs a port of its own.
+    #[arg(long = "worker-ops-listen", env = "AGORA_WORKER_OPS_LISTEN")]
+    pub ops_listen: Option<std::net::SocketAddr>,
 }
 
 struct Queues {
@@ -100,6 +105,9 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(address) = config.ops_listen {
+        tasks.spawn(serve_ops(address, pool.clone(), stop.clone()).await?);
+    }
     let outbox = Arc::new(FeedOutbox);
     let relay_settings = Arc::new(Relay {
         queue: Queues::of(&config.feed).events,
@@ -128,6 +136,34 @@ pub async fn run(
     tracing::info!(namespace = %config.feed.namespace, "feed worker running");
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Binds the operations listener (failing fast on a taken port) and returns its server.
+async fn serve_ops(
+    address: std::net::SocketAddr,
+    pool: db::DbPool,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    // Installs the recorder before the first counter, or the worker's metrics go nowhere.
+    agora_platform::telemetry::prometheus();
+    let http = agora_platform::config::HttpConfig::for_listen(address);
+    let listener = agora_platform::http::bind(&http)
+        .await
+        .context("AGORA_WORKER_OPS_LISTEN")?;
+    tracing::info!(address = %listener.local_addr()?, "worker operations endpoints listening");
+    let ops =
+        agora_platform::http::OpsEndpoints::default().check("postgres", db::readiness_check(pool));
+    Ok(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let health = agora_platform::http::health_router();
+        if let Err(error) =
+            agora_platform::http::serve_service(listener, health, ops, &http, None, stopped).await
+        {
+            tracing::error!(%error, "worker operations endpoints stopped");
+        }
+    })
 }
 
 /// `feed_outbox`, as the platform's relay reads it.

@@ -285,6 +285,7 @@ pub fn worker_config_for(app: &TestApp, amqp_url: &str) -> WorkerConfig {
         // Far beyond any test's patience: posts must arrive because NOTIFY woke the relay.
         relay_poll_ms: 600_000,
         prefetch: 16,
+        ops_listen: None,
     }
 }
 
