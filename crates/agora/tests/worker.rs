@@ -76,6 +76,17 @@ async fn feeds_holding(
         .count()
 }
 
+/// A user row to post as (no password: nobody signs in).
+async fn insert_author(sql: &tokio_postgres::Client) -> i64 {
+    sql.query_one(
+        "INSERT INTO users (first_name, second_name, password_hash) VALUES ('A', 'B', 'x') RETURNING id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// Posts as the server does (post and outbox row in one transaction); returns the post id.
 async fn post(sql: &tokio_postgres::Client, author: i64) -> i64 {
     let row = sql
@@ -148,14 +159,7 @@ async fn fan_out_through_kills(silent: bool) {
     );
     let (sql, connection) = tokio_postgres::connect(&database.url, NoTls).await.unwrap();
     tokio::spawn(connection);
-    let author: i64 = sql
-        .query_one(
-            "INSERT INTO users (first_name, second_name, password_hash) VALUES ('A', 'B', 'x') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let author = insert_author(&sql).await;
     let followers: Vec<i64> = sql
         .query(
             "WITH u AS (INSERT INTO users (first_name, second_name, password_hash) \
@@ -306,14 +310,7 @@ async fn the_worker_serves_its_metrics_when_asked() {
     );
     let (sql, connection) = tokio_postgres::connect(&database.url, NoTls).await.unwrap();
     tokio::spawn(connection);
-    let author: i64 = sql
-        .query_one(
-            "INSERT INTO users (first_name, second_name, password_hash) VALUES ('A', 'B', 'x') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let author = insert_author(&sql).await;
     post(&sql, author).await;
 
     let url = |path: &str| format!("http://{ops}{path}");
