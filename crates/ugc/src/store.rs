@@ -173,32 +173,24 @@ impl Store {
         score: i16,
         at: OffsetDateTime,
     ) -> Result<Totals, DbError> {
-        let mut db = Lease::get(&self.pool).await?;
-        let tx = db.transaction().await?;
-        let totals = rate_in(&tx, user, film, score, at).await?;
-        db::commit(tx).await?;
-        Ok(totals)
+        // One statement (`ugc_rate`, migration V2), committed on its own.
+        let db = Lease::get(&self.pool).await?;
+        rate_in(&**db, user, film, score, at).await
     }
 
     /// Removes `user`'s score of `film`, if any; the film's totals after it.
     pub async fn unrate(&self, user: i64, film: &FilmId) -> Result<Totals, DbError> {
-        let mut db = Lease::get(&self.pool).await?;
-        let tx = db.transaction().await?;
-        let removed = tx
-            .maybe_row(
-                "DELETE FROM ratings WHERE user_id = $1 AND film_id = $2::text::uuid RETURNING score",
+        let db = Lease::get(&self.pool).await?;
+        let row = db
+            .row(
+                "SELECT o_sum, o_votes FROM ugc_unrate($1, $2::text::uuid)",
                 &[&user, &film.as_str()],
             )
             .await?;
-        let totals = match removed {
-            Some(row) => {
-                let score: i16 = row.get(0);
-                add_to_totals(&tx, film, -i64::from(score), -1).await?
-            }
-            None => totals_in(&tx, film).await?,
-        };
-        db::commit(tx).await?;
-        Ok(totals)
+        Ok(Totals {
+            sum: row.get(0),
+            votes: row.get(1),
+        })
     }
 
     /// A film's totals, and `viewer`'s score of it.
@@ -486,91 +478,25 @@ impl Store {
 }
 
 /// Sets a rating inside `tx` and moves the film's totals by the difference.
+/// Sets a score and the film's totals in one statement (`ugc_rate`, migration V2: the rules
+/// are written there), in a transaction or on its own.
 async fn rate_in(
-    tx: &Transaction<'_>,
+    client: &impl Prepared,
     user: i64,
     film: &FilmId,
     score: i16,
     at: OffsetDateTime,
 ) -> Result<Totals, DbError> {
-    // A first rating inserts; a change learns the old score under the row's lock. If the row
-    // vanished in between (a concurrent removal), the insert is tried again.
-    for _ in 0..3 {
-        let inserted = tx
-            .run(
-                "INSERT INTO ratings VALUES ($1, $2::text::uuid, $3, $4) ON CONFLICT DO NOTHING",
-                &[&user, &film.as_str(), &score, &at],
-            )
-            .await?;
-        if inserted == 1 {
-            return add_to_totals(tx, film, i64::from(score), 1).await;
-        }
-        let old = tx
-            .maybe_row(
-                "SELECT score FROM ratings WHERE user_id = $1 AND film_id = $2::text::uuid FOR UPDATE",
-                &[&user, &film.as_str()],
-            )
-            .await?;
-        if let Some(old) = old {
-            let old: i16 = old.get(0);
-            tx.run(
-                "UPDATE ratings SET score = $3, rated_at = $4 WHERE user_id = $1 AND film_id = $2::text::uuid",
-                &[&user, &film.as_str(), &score, &at],
-            )
-            .await?;
-            return add_to_totals(tx, film, i64::from(score) - i64::from(old), 0).await;
-        }
-    }
-    Err(DbError::Contended("a rating kept changing under us".into()))
-}
-
-async fn add_to_totals(
-    tx: &Transaction<'_>,
-    film: &FilmId,
-    sum: i64,
-    votes: i64,
-) -> Result<Totals, DbError> {
-    // An UPDATE first: PostgreSQL checks an INSERT's proposed row against the CHECK
-    // constraints before it looks for a conflict, so a negative difference could never go
-    // through INSERT … ON CONFLICT. Only a film's first rating (a positive one) inserts; two
-    // first ratings at once meet in ON CONFLICT.
-    let updated = tx
-        .maybe_row(
-            "UPDATE film_ratings SET score_sum = score_sum + $2, votes = votes + $3 \
-             WHERE film_id = $1::text::uuid RETURNING score_sum, votes",
-            &[&film.as_str(), &sum, &votes],
+    let row = client
+        .row(
+            "SELECT o_sum, o_votes FROM ugc_rate($1, $2::text::uuid, $3, $4)",
+            &[&user, &film.as_str(), &score, &at],
         )
         .await?;
-    let row = match updated {
-        Some(row) => row,
-        None => {
-            tx.row(
-                "INSERT INTO film_ratings VALUES ($1::text::uuid, $2, $3) \
-                 ON CONFLICT (film_id) DO UPDATE SET score_sum = film_ratings.score_sum + EXCLUDED.score_sum, \
-                                                     votes = film_ratings.votes + EXCLUDED.votes \
-                 RETURNING score_sum, votes",
-                &[&film.as_str(), &sum, &votes],
-            )
-            .await?
-        }
-    };
     Ok(Totals {
         sum: row.get(0),
         votes: row.get(1),
     })
-}
-
-async fn totals_in(tx: &Transaction<'_>, film: &FilmId) -> Result<Totals, DbError> {
-    let row = tx
-        .maybe_row(
-            "SELECT score_sum, votes FROM film_ratings WHERE film_id = $1::text::uuid",
-            &[&film.as_str()],
-        )
-        .await?;
-    Ok(row.map_or(Totals::default(), |row| Totals {
-        sum: row.get(0),
-        votes: row.get(1),
-    }))
 }
 
 /// One review as `viewer` sees it, in a transaction or on a pooled connection.
