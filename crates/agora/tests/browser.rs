@@ -375,6 +375,17 @@ async fn two_people_use_the_social_network_in_a_browser() {
     assert_eq!(header("x-content-type-options"), "nosniff");
     assert_eq!(header("referrer-policy"), "same-origin");
     assert!(header("set-cookie").contains("HttpOnly; SameSite=Lax"));
+    // Behind a proxy that terminated HTTPS, cookies are Secure and named __Host- (no other
+    // host can plant one).
+    let over_https = reqwest::Client::new()
+        .get(platform.url("/signin"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let cookie = over_https.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-agora_csrf="), "{cookie}");
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
 
     // No session: pages that need one send the visitor to sign in.
     let alice = driver.browser(platform.url(""), 1200, 900).await;

@@ -399,6 +399,20 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
 /// The cookie a browser's session token travels in (the web front end sets it at sign-in).
 pub const SESSION_COOKIE: &str = "agora_session";
 
+/// The same cookie over HTTPS. Browsers accept a `__Host-` cookie only from this very host
+/// over HTTPS (no `Domain`, `Path=/`, `Secure`), so a sibling subdomain or a man in the middle
+/// of a plain-HTTP request cannot plant one: over HTTPS only this name is trusted.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-agora_session";
+
+/// The session cookie's name for a site served over HTTPS (`secure`) or not.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
 /// The value of cookie `name`, if the request carries it.
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
@@ -426,8 +440,11 @@ pub fn session_token(parts: &Parts) -> Option<&str> {
         Some(host) => host.to_str().ok()?,
         None => parts.uri.authority()?.as_str(),
     };
+    let https = origin
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
     same_authority(origin, host)
-        .then(|| cookie(parts, SESSION_COOKIE))
+        .then(|| cookie(parts, session_cookie_name(https)))
         .flatten()
 }
 
@@ -698,6 +715,11 @@ mod tests {
         assert_eq!(session_token(&no_origin), None);
         let bearer = parts(&[cookie, host, ("authorization", "Bearer api")]);
         assert_eq!(session_token(&bearer), Some("api"));
+        // Over HTTPS only the __Host- cookie counts: a plain one may have been planted.
+        let https = ("origin", "https://agora.example:8080");
+        assert_eq!(session_token(&parts(&[cookie, host, https])), None);
+        let secure = ("cookie", "agora_session=planted; __Host-agora_session=real");
+        assert_eq!(session_token(&parts(&[secure, host, https])), Some("real"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! double-submit pattern). Cookies are `SameSite=Lax` besides, so other sites' forms do not
 //! carry them at all in current browsers.
 
-use agora_platform::http::{SESSION_COOKIE, cookie};
+use agora_platform::http::{cookie, session_cookie_name};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
@@ -17,8 +17,15 @@ use sha2::{Digest, Sha256};
 use crate::Web;
 use crate::error::WebError;
 
-/// The anonymous forms' CSRF cookie.
-const CSRF_COOKIE: &str = "agora_csrf";
+/// The anonymous forms' CSRF cookie; over HTTPS a `__Host-` one, which no other host can set
+/// (see `platform::http::SECURE_SESSION_COOKIE`).
+fn csrf_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-agora_csrf"
+    } else {
+        "agora_csrf"
+    }
+}
 
 /// The signed-in user as the page header shows them.
 #[derive(Clone)]
@@ -57,7 +64,7 @@ impl Viewer {
     /// Adds the cookies this viewer needs to a response.
     pub fn finish(&self, mut response: Response) -> Response {
         if let Some(value) = &self.new_csrf_cookie {
-            let cookie = cookie_header(CSRF_COOKIE, value, None, self.secure);
+            let cookie = cookie_header(csrf_cookie_name(self.secure), value, None, self.secure);
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         response
@@ -95,7 +102,7 @@ pub fn cookie_header(name: &str, value: &str, max_age: Option<u64>, secure: bool
 /// The cookie that signs a browser in with `token`.
 pub fn session_cookie(web: &Web, token: &str, secure: bool) -> HeaderValue {
     cookie_header(
-        SESSION_COOKIE,
+        session_cookie_name(secure),
         token,
         Some(web.inner.session_lifetime.as_secs()),
         secure,
@@ -104,7 +111,7 @@ pub fn session_cookie(web: &Web, token: &str, secure: bool) -> HeaderValue {
 
 /// The cookie that signs a browser out.
 pub fn cleared_session_cookie(secure: bool) -> HeaderValue {
-    cookie_header(SESSION_COOKIE, "", Some(0), secure)
+    cookie_header(session_cookie_name(secure), "", Some(0), secure)
 }
 
 /// A chain of proxies sends `X-Forwarded-Proto: https, http`: the first is what the browser used.
@@ -123,7 +130,7 @@ impl FromRequestParts<Web> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
         let secure = served_over_https(parts, web);
-        if let Some(token) = cookie(parts, SESSION_COOKIE) {
+        if let Some(token) = cookie(parts, session_cookie_name(secure)) {
             match web.social().authenticate(token).await {
                 Ok(id) => {
                     let user = web.profiles().one(web.social(), id, Some(id)).await?;
@@ -151,7 +158,7 @@ impl FromRequestParts<Web> for Viewer {
                 Err(error) => return Err(error.into()),
             }
         }
-        let (csrf, new_csrf_cookie) = match cookie(parts, CSRF_COOKIE) {
+        let (csrf, new_csrf_cookie) = match cookie(parts, csrf_cookie_name(secure)) {
             Some(value) if value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 (value.to_owned(), None)
             }
