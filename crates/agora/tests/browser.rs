@@ -275,7 +275,29 @@ impl Browser {
         self.client.find_all(Locator::Css(css)).await.unwrap().len()
     }
 
+    /// Every field a person fills in has a label (screen readers read it; clicking it focuses
+    /// the field).
+    async fn assert_labelled(&self) {
+        let unlabelled = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll('input:not([type=hidden]), textarea')] \
+                   .filter(field => field.labels.length === 0) \
+                   .map(field => field.name || field.id);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            unlabelled,
+            json!([]),
+            "fields without a label on {}",
+            self.path().await
+        );
+    }
+
     async fn screenshot(&self, name: &str) {
+        self.assert_labelled().await;
         let png = self.client.screenshot().await.unwrap();
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
