@@ -125,6 +125,15 @@ replication_primary_port() {
   return 1
 }
 
+# One attempt at the role and database on whichever node is the primary now (over TCP: the
+# formation's servers trust loopback).
+replication_bootstrap() {
+  local port
+  port="$(replication_primary_port)" || return 1
+  pg_bootstrap_sql | psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+    -f - >/dev/null 2>&1
+}
+
 replication_up() {
   command -v pg_autoctl >/dev/null || die "pg_autoctl missing (package pg-auto-failover-cli)"
   replication_locate
@@ -162,10 +171,12 @@ replication_up() {
   done
   wait_until 120 replication_settled ||
     die "the formation did not settle (logs: $LOGS/replica-*.log; ./dev replication state $PROFILE)"
-  port="$(replication_primary_port)" || die "the formation has no primary"
   # The same role and database as on the other servers, created on the primary (and so on
-  # every node).
-  pg_bootstrap_on "$port"
+  # every node). Restarted from its data, the formation can look settled from states left
+  # by the last run while the primary still waits for a standby and refuses writes: retry.
+  wait_until 60 replication_bootstrap ||
+    die "could not create role/database agora on the formation's primary (logs: $LOGS/replica-*.log; ./dev replication state $PROFILE)"
+  port="$(replication_primary_port)" || die "the formation has no primary"
   note "  replicated  pg_auto_failover monitor :$REPLICA_MONITOR_PORT, nodes ${REPLICA_NODES[*]} on :${REPLICA_PORTS[*]} (primary :$port) in $((SECONDS - t0))s"
 }
 

@@ -419,8 +419,10 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
+        // Pair by pair: another site on the same host name may set a cookie that is not
+        // ASCII, and it must not hide ours.
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b';'))
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.trim_matches('"'))
@@ -440,12 +442,17 @@ pub fn session_token(parts: &Parts) -> Option<&str> {
         Some(host) => host.to_str().ok()?,
         None => parts.uri.authority()?.as_str(),
     };
-    let https = origin
-        .get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
-    same_authority(origin, host)
-        .then(|| cookie(parts, session_cookie_name(https)))
-        .flatten()
+    if !same_authority(origin, host) {
+        return None;
+    }
+    // Only this host over HTTPS can set the __Host- cookie, so it counts whatever the page's
+    // scheme (a site marked secure by configuration may still be reached over plain HTTP on
+    // localhost); the plain one counts only for a page served over plain HTTP.
+    let http = origin
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+    cookie(parts, SECURE_SESSION_COOKIE)
+        .or_else(|| http.then(|| cookie(parts, SESSION_COOKIE)).flatten())
 }
 
 /// Whether an `Origin` (`scheme://host[:port]`) names the same place as a `Host` header: host
@@ -697,6 +704,12 @@ mod tests {
         let request = parts(&[("cookie", "a=1; agora_session=tok; b=2")]);
         assert_eq!(cookie(&request, SESSION_COOKIE), Some("tok"));
         assert_eq!(cookie(&request, "missing"), None);
+        let mut with_utf8 = parts(&[]);
+        with_utf8.headers.insert(
+            header::COOKIE,
+            HeaderValue::from_bytes("other=caf\u{e9}; agora_session=tok".as_bytes()).unwrap(),
+        );
+        assert_eq!(cookie(&with_utf8, SESSION_COOKIE), Some("tok"));
         assert_eq!(
             cookie(&parts(&[("cookie", "agora_session=")]), SESSION_COOKIE),
             None
@@ -720,6 +733,9 @@ mod tests {
         assert_eq!(session_token(&parts(&[cookie, host, https])), None);
         let secure = ("cookie", "agora_session=planted; __Host-agora_session=real");
         assert_eq!(session_token(&parts(&[secure, host, https])), Some("real"));
+        // A site marked secure by configuration, reached over plain HTTP (localhost).
+        let plain = ("origin", "http://agora.example:8080");
+        assert_eq!(session_token(&parts(&[secure, host, plain])), Some("real"));
     }
 
     #[test]

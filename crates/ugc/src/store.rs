@@ -477,7 +477,6 @@ impl Store {
     }
 }
 
-/// Sets a rating inside `tx` and moves the film's totals by the difference.
 /// Sets a score and the film's totals in one statement (`ugc_rate`, migration V2: the rules
 /// are written there), in a transaction or on its own.
 async fn rate_in(

@@ -147,9 +147,9 @@ async fn serve_ops(
     // Installs the recorder before the first counter, or the worker's metrics go nowhere.
     agora_platform::telemetry::prometheus();
     let http = agora_platform::config::HttpConfig::for_listen(address);
-    let listener = agora_platform::http::bind(&http)
+    let listener = tokio::net::TcpListener::bind(address)
         .await
-        .context("AGORA_WORKER_OPS_LISTEN")?;
+        .with_context(|| format!("cannot listen on {address} (AGORA_WORKER_OPS_LISTEN)"))?;
     tracing::info!(address = %listener.local_addr()?, "worker operations endpoints listening");
     let ops =
         agora_platform::http::OpsEndpoints::default().check("postgres", db::readiness_check(pool));
