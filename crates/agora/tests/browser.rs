@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use agora_dialogs::config::{DialogsConfig, ShardServer};
 use agora_platform::testing::proxy::ChaosProxy;
-use agora_platform::testing::{TestDatabase, shard_admin_urls};
+use agora_platform::testing::{TestDatabase, server_of, shard_admin_urls, url_through};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -339,23 +339,6 @@ fn screenshot_dir() -> PathBuf {
 
 const PASSWORD: &str = "correct horse battery";
 
-/// `url` with its port replaced (to go through a proxy).
-fn with_port(url: &str, port: u16) -> String {
-    let at = url.rfind('@').map_or(0, |at| at + 1);
-    let rest = &url[at..];
-    let colon = rest.find(':').expect("the test URL names a port");
-    let slash = rest.find('/').expect("the test URL names a database");
-    format!("{}{}:{port}{}", &url[..at], &rest[..colon], &rest[slash..])
-}
-
-fn port_of(url: &str) -> u16 {
-    let at = url.rfind('@').map_or(0, |at| at + 1);
-    let rest = &url[at..];
-    let colon = rest.find(':').unwrap();
-    let slash = rest.find('/').unwrap();
-    rest[colon + 1..slash].parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_people_use_the_social_network_in_a_browser() {
     let main = TestDatabase::create("social", agora_social::migrations).await;
@@ -374,10 +357,8 @@ async fn two_people_use_the_social_network_in_a_browser() {
     };
     agora_dialogs::migrate(&dialogs, &main.url).await.unwrap();
     // The server reaches its main database through a proxy the test can cut.
-    let proxy =
-        ChaosProxy::start(format!("127.0.0.1:{}", port_of(&main.url)).parse().unwrap()).await;
-    let mut platform =
-        Platform::start(&with_port(&main.url, proxy.address.port()), &main.url).await;
+    let proxy = ChaosProxy::start(server_of(&main.url)).await;
+    let mut platform = Platform::start(&url_through(&main.url, proxy.address), &main.url).await;
     let driver = Driver::start().await;
     let run = std::process::id();
     let (alice_first, bob_first) = (format!("Alice{run}"), format!("Bob{run}"));

@@ -220,18 +220,9 @@ async fn wrong_method(pages: Option<PageFallback>, headers: HeaderMap) -> Respon
 }
 
 /// Wraps a service's complete router with the shared layers. Call it last, after every route
-/// (including ops routes) is merged, so each route gets its label.
-pub fn finish_router(router: Router, config: &HttpConfig) -> Router {
-    finish_router_with_pages(router, config, None)
-}
-
-/// [`finish_router`], with unknown paths and methods answered by `pages` when a browser asks
-/// for HTML (everyone else still gets the JSON error envelope).
-pub fn finish_router_with_pages(
-    router: Router,
-    config: &HttpConfig,
-    pages: Option<PageFallback>,
-) -> Router {
+/// (including ops routes) is merged, so each route gets its label. Unknown paths and methods
+/// are answered by `pages` when a browser asks for HTML, with the JSON error envelope otherwise.
+pub fn finish_router(router: Router, config: &HttpConfig, pages: Option<PageFallback>) -> Router {
     let not_found = pages.clone();
     router
         .route_layer(middleware::from_fn(remember_route))
@@ -641,7 +632,7 @@ pub async fn serve_service(
     let endpoints = match config.ops_listen {
         OpsListen::Api => vec![Endpoint {
             listener,
-            router: finish_router_with_pages(api.merge(ops), config, pages),
+            router: finish_router(api.merge(ops), config, pages),
         }],
         OpsListen::Address(address) => {
             let ops_listener = TcpListener::bind(address).await.map_err(|error| {
@@ -651,11 +642,11 @@ pub async fn serve_service(
             vec![
                 Endpoint {
                     listener,
-                    router: finish_router_with_pages(api, config, pages),
+                    router: finish_router(api, config, pages),
                 },
                 Endpoint {
                     listener: ops_listener,
-                    router: finish_router(ops, config),
+                    router: finish_router(ops, config, None),
                 },
             ]
         }

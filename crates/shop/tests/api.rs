@@ -5,20 +5,12 @@
 
 use std::net::SocketAddr;
 
-use agora_platform::auth::{AuthConfig, SessionCache};
-use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::DatabaseConfig;
-use agora_platform::db;
 use agora_platform::session::Sessions;
-use agora_platform::testing::TestDatabase;
+use agora_platform::testing::{SharedSettings, TestDatabase};
 use agora_shop::{CartBackend, ShopConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-
-fn redis_url() -> String {
-    std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
-}
 
 struct ShopApp {
     address: SocketAddr,
@@ -33,33 +25,17 @@ impl ShopApp {
     async fn spawn(carts: CartBackend) -> Self {
         let main = TestDatabase::create("social", agora_social::migrations).await;
         let shop = TestDatabase::create("shop", agora_shop::migrations).await;
-        let namespace = format!("shoptest{}-{}:", std::process::id(), shop.name());
-        let database = DatabaseConfig {
-            connect_timeout_ms: 1_000,
-            wait_timeout_ms: 2_000,
-            ..DatabaseConfig::for_url(&main.url)
-        };
-        let redis_config = RedisConfig::for_url(redis_url());
-        let auth = AuthConfig::default();
+        let settings = SharedSettings::new(
+            &main.url,
+            &format!("shoptest{}-{}", std::process::id(), shop.name()),
+        );
         let config = ShopConfig {
             carts,
             ..ShopConfig::for_database(&shop.url)
         };
-        let service = agora_shop::service(
-            &config,
-            agora_shop::Shared {
-                database: &database,
-                redis: &redis_config,
-                key_prefix: namespace.clone(),
-                auth: &auth,
-            },
-        )
-        .unwrap();
+        let service = agora_shop::service(&config, settings.shared()).unwrap();
         let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = Sessions::new(
-            db::connect_pool(&database, "shop-test").unwrap(),
-            SessionCache::new(&auth, Redis::new(&redis_config).unwrap(), &namespace),
-        );
+        let sessions = settings.sessions("shop-test");
         Self {
             address,
             main,

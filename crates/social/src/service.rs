@@ -252,16 +252,14 @@ impl SocialService {
         Ok(self.store.search_users(search, fresh).await?)
     }
 
-    /// The existing users among `ids`, in the order of `ids` (for naming authors on a page).
+    /// The existing users among `ids`, in no particular order (for naming authors on a page).
     pub async fn users_by_ids(
         &self,
         ids: &[i64],
         reader: Option<i64>,
     ) -> Result<Vec<UserRecord>, SocialError> {
         let fresh = self.store.freshness_for(reader).await;
-        let mut users = self.store.users_by_ids(ids, fresh).await?;
-        users.sort_by_key(|user| ids.iter().position(|id| *id == user.id));
-        Ok(users)
+        Ok(self.store.users_by_ids(ids, fresh).await?)
     }
 
     /// Whether `user_id` has befriended `other`.

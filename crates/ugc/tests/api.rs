@@ -6,13 +6,9 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use agora_platform::auth::{AuthConfig, SessionCache};
-use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::DatabaseConfig;
-use agora_platform::db;
 use agora_platform::session::Sessions;
-use agora_platform::testing::TestDatabase;
 use agora_platform::testing::proxy::ChaosProxy;
+use agora_platform::testing::{SharedSettings, TestDatabase, server_of, url_through};
 use agora_ugc::UgcConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -21,10 +17,6 @@ use tokio_postgres::NoTls;
 
 const FILM: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
 const OTHER_FILM: &str = "0b8e1c2a-5d3f-4e6a-9b7c-1d2e3f4a5b6c";
-
-fn redis_url() -> String {
-    std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
-}
 
 struct UgcApp {
     address: SocketAddr,
@@ -36,55 +28,23 @@ struct UgcApp {
     _stop: oneshot::Sender<()>,
 }
 
-/// host:port of a postgres:// URL.
-fn server_of(url: &str) -> SocketAddr {
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(host) => host.clone(),
-        #[allow(unreachable_patterns)]
-        _ => "127.0.0.1".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}").parse().unwrap()
-}
-
 impl UgcApp {
     async fn spawn() -> Self {
         let main = TestDatabase::create("social", agora_social::migrations).await;
         let ugc = TestDatabase::create("ugc", agora_ugc::migrations).await;
         let proxy = ChaosProxy::start(server_of(&ugc.url)).await;
-        let through_proxy = ugc.url.replacen(
-            &server_of(&ugc.url).to_string(),
-            &proxy.address.to_string(),
-            1,
+        let through_proxy = url_through(&ugc.url, proxy.address);
+        let settings = SharedSettings::new(
+            &main.url,
+            &format!("ugctest{}-{}", std::process::id(), ugc.name()),
         );
-        let namespace = format!("ugctest{}-{}:", std::process::id(), ugc.name());
-        let database = DatabaseConfig {
-            connect_timeout_ms: 1_000,
-            wait_timeout_ms: 2_000,
-            ..DatabaseConfig::for_url(&main.url)
-        };
-        let redis_config = RedisConfig::for_url(redis_url());
-        let auth = AuthConfig::default();
         let config = UgcConfig {
             deadline_ms: 3_000,
             ..UgcConfig::for_database(through_proxy)
         };
-        let service = agora_ugc::service(
-            &config,
-            agora_ugc::Shared {
-                database: &database,
-                redis: &redis_config,
-                key_prefix: namespace.clone(),
-                auth: &auth,
-            },
-        )
-        .unwrap();
+        let service = agora_ugc::service(&config, settings.shared()).unwrap();
         let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = Sessions::new(
-            db::connect_pool(&database, "ugc-test").unwrap(),
-            SessionCache::new(&auth, Redis::new(&redis_config).unwrap(), &namespace),
-        );
+        let sessions = settings.sessions("ugc-test");
         Self {
             address,
             main,

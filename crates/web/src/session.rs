@@ -135,17 +135,13 @@ impl FromRequestParts<Web> for Viewer {
                 Ok(id) => {
                     let user = web.profiles().one(web.social(), id, Some(id)).await?;
                     let csrf = derived_csrf(token);
-                    crate::context::signed_in(
-                        id,
-                        format!("{} {}", user.first_name, user.second_name),
-                        &csrf,
-                        web.dialogs().is_some(),
-                    );
+                    let name = format!("{} {}", user.first_name, user.second_name);
+                    crate::context::signed_in(id, name.clone(), &csrf, web.dialogs().is_some());
                     return Ok(Viewer {
                         csrf,
                         me: Some(Me {
                             id,
-                            name: format!("{} {}", user.first_name, user.second_name),
+                            name,
                             token: token.to_owned(),
                             profile: user,
                         }),

@@ -6,10 +6,7 @@ pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.into())
 }
 
-/// The test stack's Redis (`./dev env test`).
-pub fn redis_url() -> String {
-    env_or("AGORA_REDIS_URL", "redis://127.0.0.1:63800")
-}
+pub use agora_platform::testing::redis_url;
 
 /// The test stack's RabbitMQ.
 pub fn amqp_url() -> String {

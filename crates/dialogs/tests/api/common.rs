@@ -10,22 +10,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use agora_dialogs::config::{DialogsConfig, ShardServer};
-use agora_platform::auth::{AuthConfig, SessionCache};
-use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::DatabaseConfig;
-use agora_platform::db;
 use agora_platform::ids::UserId;
 use agora_platform::session::Sessions;
 pub use agora_platform::testing::eventually;
-use agora_platform::testing::{TestDatabase, shard_admin_urls};
+pub use agora_platform::testing::redis_url;
+use agora_platform::testing::{SharedSettings, TestDatabase, shard_admin_urls};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_postgres::NoTls;
-
-pub fn redis_url() -> String {
-    std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
-}
 
 fn unique_namespace() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -88,33 +81,12 @@ impl DialogsApp {
         };
         agora_dialogs::migrate(&config, &main.url).await.unwrap();
         let namespace = unique_namespace();
-        let database = DatabaseConfig {
-            connect_timeout_ms: 1_000,
-            wait_timeout_ms: 2_000,
-            ..DatabaseConfig::for_url(&main.url)
-        };
-        let redis_config = RedisConfig::for_url(redis_url());
-        let auth = AuthConfig::default();
-        let service = agora_dialogs::service(
-            &config,
-            agora_dialogs::Shared {
-                database: &database,
-                redis: &redis_config,
-                key_prefix: format!("{namespace}:"),
-                auth: &auth,
-            },
-        )
-        .await
-        .unwrap();
+        let settings = SharedSettings::new(&main.url, &namespace);
+        let service = agora_dialogs::service(&config, settings.shared())
+            .await
+            .unwrap();
         let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = Sessions::new(
-            db::connect_pool(&database, "dialogs-test").unwrap(),
-            SessionCache::new(
-                &auth,
-                Redis::new(&redis_config).unwrap(),
-                &format!("{namespace}:"),
-            ),
-        );
+        let sessions = settings.sessions("dialogs-test");
         Self {
             address,
             main,
@@ -279,19 +251,9 @@ impl DialogsApp {
 
     /// `agora dialogs repair-unread`, in process.
     pub async fn repair_unread(&self) -> u64 {
-        let database = DatabaseConfig::for_url(&self.main.url);
-        let redis = RedisConfig::for_url(redis_url());
-        let auth = AuthConfig::default();
-        agora_dialogs::repair_unread(
-            &self.config,
-            agora_dialogs::Shared {
-                database: &database,
-                redis: &redis,
-                key_prefix: format!("{}:", self.namespace),
-                auth: &auth,
-            },
-        )
-        .await
-        .unwrap()
+        let settings = SharedSettings::new(&self.main.url, &self.namespace);
+        agora_dialogs::repair_unread(&self.config, settings.shared())
+            .await
+            .unwrap()
     }
 }

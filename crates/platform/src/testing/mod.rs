@@ -343,6 +343,75 @@ pub async fn call_json(
     (status, body, headers)
 }
 
+/// The test stack's Redis (`./dev env test`), shared by all tests: each test gets a namespace.
+pub fn redis_url() -> String {
+    std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
+}
+
+/// host:port of a `postgres://` URL.
+pub fn server_of(url: &str) -> std::net::SocketAddr {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        #[allow(unreachable_patterns)]
+        _ => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}").parse().unwrap()
+}
+
+/// `url` pointed at `address` instead of its server (a [`proxy::ChaosProxy`] in front of it).
+pub fn url_through(url: &str, address: std::net::SocketAddr) -> String {
+    url.replacen(&server_of(url).to_string(), &address.to_string(), 1)
+}
+
+/// What a service under test shares with its deployment, as `agora serve` builds it: the main
+/// database (short timeouts, so an outage fails fast), the test stack's Redis, default session
+/// settings, and a namespace of its own.
+pub struct SharedSettings {
+    pub database: crate::config::DatabaseConfig,
+    pub redis: crate::cache::RedisConfig,
+    pub auth: crate::auth::AuthConfig,
+    /// Prefix of the test's Redis keys and channels (`<namespace>:`).
+    pub key_prefix: String,
+}
+
+impl SharedSettings {
+    pub fn new(main_url: &str, namespace: &str) -> Self {
+        Self {
+            database: crate::config::DatabaseConfig {
+                connect_timeout_ms: 1_000,
+                wait_timeout_ms: 2_000,
+                ..crate::config::DatabaseConfig::for_url(main_url)
+            },
+            redis: crate::cache::RedisConfig::for_url(redis_url()),
+            auth: crate::auth::AuthConfig::default(),
+            key_prefix: format!("{namespace}:"),
+        }
+    }
+
+    pub fn shared(&self) -> crate::service::Shared<'_> {
+        crate::service::Shared {
+            database: &self.database,
+            redis: &self.redis,
+            key_prefix: self.key_prefix.clone(),
+            auth: &self.auth,
+        }
+    }
+
+    /// Sessions on the main database, to give test users tokens the service accepts.
+    pub fn sessions(&self, application: &str) -> crate::session::Sessions {
+        crate::session::Sessions::new(
+            crate::db::connect_pool(&self.database, application).unwrap(),
+            crate::auth::SessionCache::new(
+                &self.auth,
+                crate::cache::Redis::new(&self.redis).unwrap(),
+                &self.key_prefix,
+            ),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::url_with_database;

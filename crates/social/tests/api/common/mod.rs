@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub use agora_platform::testing::{eventually, proxy};
+pub use agora_platform::testing::{eventually, proxy, redis_url};
 
 use std::net::SocketAddr;
 
@@ -55,12 +55,6 @@ pub fn config_for(database_url: &str) -> SocialConfig {
         password_hash_concurrency: 2,
         password_hash_queue: 256,
     }
-}
-
-/// The test stack's Redis (`./dev env test`), shared by all tests: each app gets its own
-/// namespace.
-pub fn redis_url() -> String {
-    std::env::var("AGORA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63800".into())
 }
 
 pub fn unique_namespace() -> String {
