@@ -38,7 +38,9 @@ pub struct AuthConfig {
     )]
     pub session_cache_capacity: usize,
 
-    /// Failed logins of one account within the window before its logins get 429.
+    /// Failed logins of one account from one client address within the window before that
+    /// address's logins to the account get 429; as many from all addresses together make every
+    /// login to the account wait a second (the owner elsewhere still signs in).
     #[arg(
         long = "login-failures-per-account",
         env = "AGORA_LOGIN_FAILURES_PER_ACCOUNT",
@@ -72,6 +74,9 @@ impl Default for AuthConfig {
     }
 }
 
+/// Revocations a slow listener may fall behind by before it is told it lagged.
+pub const REVOCATIONS_BUFFERED: usize = 1024;
+
 /// A token hash as stored (SHA-256).
 pub type TokenHash = Vec<u8>;
 
@@ -93,6 +98,9 @@ struct CacheInner {
     capacity: usize,
     /// Revocations, announced by user id; without a subscription the cache is not used.
     revocations: Invalidations,
+    /// Every revocation this instance makes or hears, for holders of long-lived connections
+    /// (live sockets) that must end with their session.
+    heard: tokio::sync::broadcast::Sender<Forget>,
 }
 
 impl SessionCache {
@@ -105,6 +113,7 @@ impl SessionCache {
                 ttl: Duration::from_millis(config.session_cache_ttl_ms),
                 capacity: config.session_cache_capacity.max(1),
                 revocations: Invalidations::new(redis, format!("{key_prefix}sessions:revoked")),
+                heard: tokio::sync::broadcast::Sender::new(REVOCATIONS_BUFFERED),
             }),
         }
     }
@@ -171,6 +180,16 @@ impl SessionCache {
             Forget::Key(user) => entries.retain(|_, entry| entry.user != user),
             Forget::All => entries.clear(),
         }
+        drop(entries);
+        // Nobody listening is fine.
+        let _ = self.inner.heard.send(what);
+    }
+
+    /// Revocations from now on: a user some of whose sessions ended, or `All` when some may
+    /// have been missed (this instance was not subscribed). A receiver that falls more than
+    /// [`REVOCATIONS_BUFFERED`] behind gets `Lagged`, and must treat it as `All`.
+    pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<Forget> {
+        self.inner.heard.subscribe()
     }
 
     /// Tells every instance (this one included) that some of `user`'s sessions were revoked.
@@ -181,16 +200,22 @@ impl SessionCache {
     }
 
     /// Listens for revocations until `stop` turns true. Runs for the life of the server.
+    /// Runs even with the cache off: live sockets still need to hear of revocations.
     pub async fn listen(self, stop: tokio::sync::watch::Receiver<bool>) {
-        if self.inner.ttl.is_zero() {
-            return;
-        }
         let revocations = self.inner.revocations.clone();
         revocations.listen(|what| self.forget(what), stop).await;
     }
 }
 
 /// Failed-login counters in Redis, shared by every instance.
+///
+/// Failures are counted per account *and source* together, per source, and per account. Only
+/// the first two refuse: an account's owner signing in from an address that has not been
+/// failing is never locked out by someone else's guesses (the id is in every profile URL, so
+/// a lock per account alone would let anyone lock anyone out). An account that is failing
+/// from many sources at once is slowed instead: each of its logins waits
+/// [`ACCOUNT_UNDER_ATTACK_DELAY`] first, which bounds a distributed guesser without stopping
+/// the owner.
 #[derive(Clone)]
 pub struct LoginLimiter {
     redis: Redis,
@@ -200,10 +225,21 @@ pub struct LoginLimiter {
     window_secs: u64,
 }
 
+/// How long every login to an account waits while the account has failed, from all sources
+/// together, as often as one source may.
+pub const ACCOUNT_UNDER_ATTACK_DELAY: Duration = Duration::from_secs(1);
+
 /// Logins refused for now: retry after this many seconds.
 #[derive(Debug)]
 pub struct TooManyFailures {
     pub retry_after_secs: u32,
+}
+
+/// A login the limiter lets through, perhaps after a pause.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LoginAllowed {
+    /// Wait this long before checking the password (zero normally).
+    pub delay: Duration,
 }
 
 impl LoginLimiter {
@@ -217,21 +253,25 @@ impl LoginLimiter {
         }
     }
 
-    fn keys(&self, account: i64, address: Option<IpAddr>) -> Vec<String> {
-        let mut keys = vec![format!("{}account:{account}", self.prefix)];
-        if let Some(address) = address {
-            keys.push(format!("{}address:{address}", self.prefix));
-        }
-        keys
+    /// The counters, in the order [`LoginLimiter::check`] reads them: this account from this
+    /// source, this source, this account from anywhere.
+    fn keys(&self, account: i64, address: Option<IpAddr>) -> [String; 3] {
+        let source = address.map_or_else(|| "unknown".to_owned(), |address| address.to_string());
+        [
+            format!("{}account:{account}:from:{source}", self.prefix),
+            format!("{}address:{source}", self.prefix),
+            format!("{}account:{account}", self.prefix),
+        ]
     }
 
-    /// Refuses when the account or the address has failed too often in its window. With Redis
-    /// down, logins are let through (the hashing queue still bounds the cost).
+    /// Refuses when this source has failed too often on this account, or on any accounts, in
+    /// its window; asks for a pause when the account fails from many sources. With Redis down,
+    /// logins are let through (the hashing queue still bounds the cost).
     pub async fn check(
         &self,
         account: i64,
         address: Option<IpAddr>,
-    ) -> Result<(), TooManyFailures> {
+    ) -> Result<LoginAllowed, TooManyFailures> {
         let keys = self.keys(account, address);
         let outcome: Result<Vec<(Option<u32>, i64)>, CacheError> = async {
             let mut connection = self.redis.connection().await?;
@@ -257,15 +297,17 @@ impl LoginLimiter {
             Err(error) => {
                 tracing::warn!(%error, "login limiter unavailable; letting the login through");
                 metrics::counter!("login_limiter_unavailable_total").increment(1);
-                return Ok(());
+                return Ok(LoginAllowed {
+                    delay: Duration::ZERO,
+                });
             }
         };
         let limits = [self.per_account, self.per_address];
-        for ((count, ttl), limit) in counts.into_iter().zip(limits) {
+        for ((count, ttl), limit) in counts.iter().zip(limits) {
             if count.is_some_and(|count| count >= limit) {
                 metrics::counter!("login_refused_total").increment(1);
-                let retry = if ttl > 0 {
-                    ttl
+                let retry = if *ttl > 0 {
+                    *ttl
                 } else {
                     self.window_secs as i64
                 };
@@ -274,10 +316,23 @@ impl LoginLimiter {
                 });
             }
         }
-        Ok(())
+        let under_attack = counts
+            .get(2)
+            .and_then(|(count, _)| *count)
+            .is_some_and(|count| count >= self.per_account);
+        if under_attack {
+            metrics::counter!("login_delayed_total").increment(1);
+        }
+        Ok(LoginAllowed {
+            delay: if under_attack {
+                ACCOUNT_UNDER_ATTACK_DELAY
+            } else {
+                Duration::ZERO
+            },
+        })
     }
 
-    /// Counts a failed login against the account and the address.
+    /// Counts a failed login against the account from this source, the source, and the account.
     pub async fn failed(&self, account: i64, address: Option<IpAddr>) {
         let keys = self.keys(account, address);
         let outcome: Result<(), CacheError> = async {

@@ -224,6 +224,16 @@ pub struct HttpConfig {
     )]
     pub shutdown_drain_ms: u64,
 
+    /// Addresses of reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` is
+    /// believed, comma-separated. A request from any other peer is attributed to the peer
+    /// itself, so a client cannot pick the address its failed logins count against.
+    #[arg(
+        long = "trusted-proxies",
+        env = "AGORA_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Seconds to let in-flight requests finish after the listener closed.
     #[arg(
         long = "shutdown-grace-secs",
@@ -245,6 +255,7 @@ impl HttpConfig {
             header_timeout_secs: 10,
             body_timeout_secs: 10,
             max_connections: 20_000,
+            trusted_proxies: Vec::new(),
             shutdown_drain_ms: 0,
             shutdown_grace_secs: 1,
         }

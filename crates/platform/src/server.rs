@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +28,7 @@ use tower::Service;
 
 use crate::config::HttpConfig;
 use crate::error::{ErrorCode, envelope_json};
+use crate::http::{ClientIp, client_ip};
 
 /// Shared by the server loop and `/ready`: set when shutdown has begun.
 #[derive(Clone, Default)]
@@ -100,10 +101,11 @@ pub async fn serve(
     Ok(())
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Limits {
     head_timeout: Duration,
     head_bytes: usize,
+    trusted_proxies: Arc<[IpAddr]>,
 }
 
 impl From<&HttpConfig> for Limits {
@@ -111,6 +113,7 @@ impl From<&HttpConfig> for Limits {
         Self {
             head_timeout: Duration::from_secs(config.header_timeout_secs),
             head_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
+            trusted_proxies: config.trusted_proxies.iter().copied().collect(),
         }
     }
 }
@@ -130,7 +133,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                handle(stream, peer, &router, limits, &connections, &close);
+                handle(stream, peer, &router, &limits, &connections, &close);
             }
             Err(error) => accept_failed(error).await,
         }
@@ -139,7 +142,7 @@ async fn accept_loop(
     // resetting it when the listener closes.
     let mut swept = 0u32;
     while let Some(Ok((stream, peer))) = ready_now(listener.accept()) {
-        handle(stream, peer, &router, limits, &connections, &close);
+        handle(stream, peer, &router, &limits, &connections, &close);
         swept += 1;
     }
     if swept > 0 {
@@ -171,7 +174,7 @@ fn handle(
     stream: TcpStream,
     peer: SocketAddr,
     router: &Router,
-    limits: Limits,
+    limits: &Limits,
     connections: &Arc<Semaphore>,
     close: &watch::Receiver<bool>,
 ) {
@@ -182,11 +185,15 @@ fn handle(
         return;
     };
     let router = router.clone();
+    let limits = limits.clone();
     let mut close = close.clone();
     tokio::spawn(async move {
         let _permit = permit;
+        let trusted_proxies = limits.trusted_proxies.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            let client = client_ip(peer.ip(), request.headers(), &trusted_proxies);
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(ClientIp(client));
             router.clone().call(request)
         });
         let mut builder = hyper::server::conn::http1::Builder::new();

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::SessionCache;
+use crate::auth::{SessionCache, TokenHash};
 use crate::credentials::{issue_token, stored_token_hash};
 use crate::db::{DbError, DbPool};
 use crate::error::ApiError;
@@ -91,6 +91,22 @@ impl Sessions {
         let valid_for = Duration::from_secs_f64(valid_secs.max(0.0));
         self.cache.insert(hash, user, valid_for, generation);
         Ok((UserId(user), valid_for))
+    }
+
+    /// Which of `hashes` are sessions still open (not revoked, not expired), asked of the
+    /// database, never of the cache.
+    pub async fn still_open(&self, hashes: &[TokenHash]) -> Result<Vec<TokenHash>, DbError> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "SELECT token_hash FROM sessions WHERE token_hash = ANY($1) AND expires_at > now()",
+            )
+            .await?;
+        let rows = db.query(&statement, &[&hashes]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     /// A new session for `user`, valid for `ttl`; the user's oldest sessions beyond

@@ -83,7 +83,11 @@ impl SocialService {
         );
         Ok(Self {
             inner: std::sync::Arc::new(ServiceState {
-                feed: FeedReader::new(store.clone(), cache),
+                feed: FeedReader::new(
+                    store.clone(),
+                    cache,
+                    Duration::from_millis(config.feed.test_writeback_delay_ms),
+                ),
                 live,
                 replay_limit: i64::from(config.live.replay_limit),
                 live_heartbeat: config.live.heartbeat(),
@@ -185,18 +189,23 @@ impl SocialService {
     }
 
     /// A token for `user_id`. Unknown users are 404 as the contract says; a wrong password is
-    /// 400 (the contract has no 401 for login); too many failures of the account or of the
-    /// client's address are 429 until their window passes.
+    /// 400 (the contract has no 401 for login); too many failures of the account from the
+    /// client's address, or of the address on any accounts, are 429 until their window passes
+    /// (see [`LoginLimiter`]).
     pub async fn login(
         &self,
         user_id: i64,
         password: String,
         client: Option<IpAddr>,
     ) -> Result<String, SocialError> {
-        self.login_limiter
+        let allowed = self
+            .login_limiter
             .check(user_id, client)
             .await
             .map_err(|refused| SocialError::TooManyAttempts(refused.retry_after_secs))?;
+        if !allowed.delay.is_zero() {
+            tokio::time::sleep(allowed.delay).await;
+        }
         let Some(stored) = self.store.password_hash(user_id).await? else {
             // Probing for ids counts against the address too.
             self.login_limiter.failed(user_id, client).await;
@@ -305,9 +314,13 @@ impl SocialService {
         if !self.store.user_exists(friend_id).await? {
             return Err(SocialError::NotFound("user not found"));
         }
-        self.store.remove_friend(user_id, friend_id).await?;
-        self.best_effort("drop feed", self.feed.cache().drop_feed(user_id))
+        if let Some(tick) = self.store.remove_friend(user_id, friend_id).await? {
+            self.best_effort(
+                "drop feed",
+                self.feed.cache().unfollowed(user_id, friend_id, tick),
+            )
             .await;
+        }
         Ok(())
     }
 
@@ -329,8 +342,9 @@ impl SocialService {
         id: i64,
         text: &str,
     ) -> Result<(), SocialError> {
-        owned(self.store.update_post(author_id, id, text).await?)?;
-        self.best_effort("forget post", self.feed.cache().forget_post(id))
+        let (ownership, version) = self.store.update_post(author_id, id, text).await?;
+        owned(ownership)?;
+        self.best_effort("forget post", self.feed.cache().forget_post(id, version))
             .await;
         Ok(())
     }

@@ -4,6 +4,8 @@
 //! else (writes, transactions, reads that decide or fill a cache) runs on the primary. Writes
 //! record the writer's WAL position for read-your-writes.
 
+use std::time::Duration;
+
 use agora_platform::db::{self, Connection, DbError, DbPool};
 use agora_platform::replicas::{Database, Freshness};
 use time::Date;
@@ -40,17 +42,39 @@ pub struct PostRecord {
     pub id: i64,
     pub author_id: i64,
     pub text: String,
+    /// Bumped by every edit (0 for a post never edited).
+    pub version: i32,
 }
 
 impl PostRecord {
-    /// From a row of `id, author_id, text`.
+    /// From a row of `id, author_id, text[, version]`.
     fn from_row(row: &Row) -> Self {
         Self {
             id: row.get(0),
             author_id: row.get(1),
             text: row.get(2),
+            version: if row.len() > 3 { row.get(3) } else { 0 },
         }
     }
+}
+
+/// A follower of an author as of one of the author's ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Follower {
+    pub user_id: i64,
+    /// The friendship ended after that tick: the user gets the post live, but their feed,
+    /// which now shows only current friends, does not.
+    pub ended: bool,
+}
+
+/// The tick that stands for "now": every current friendship and no ended one.
+pub const CURRENT_FOLLOWERS: i64 = i64::MAX;
+
+/// The two halves of the advisory lock key of an author's follow clock. The two-integer form
+/// of the key lives in a space of its own, apart from single-bigint keys such as the
+/// migration lock's.
+fn follow_clock_key(author_id: i64) -> (i32, i32) {
+    ((author_id >> 32) as i32, author_id as i32)
 }
 
 /// What a conditional change found.
@@ -281,47 +305,94 @@ impl Store {
     }
 
     /// Idempotent. `Ok(false)` when `friend_id` does not exist. A new friendship and its
-    /// outbox event commit together.
+    /// outbox event commit together, in order with the friend's posts (see V4's migration).
     pub async fn add_friend(&self, user_id: i64, friend_id: i64) -> Result<bool, DbError> {
         let mut db = self.pool.get().await?;
         let tx = db.transaction().await?;
+        lock_follow_clock(&tx, friend_id).await?;
         let statement = tx
             .prepare_cached(
-                "INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2) \
-                 ON CONFLICT ON CONSTRAINT friendships_pkey DO NOTHING",
+                "WITH clock AS ( \
+                     INSERT INTO follow_clocks (author_id, tick) VALUES ($2, 1) \
+                     ON CONFLICT (author_id) DO UPDATE SET tick = follow_clocks.tick + 1 \
+                     RETURNING tick) \
+                 INSERT INTO friendships (user_id, friend_id, since_tick) \
+                 SELECT $1, $2, tick FROM clock \
+                 ON CONFLICT ON CONSTRAINT friendships_pkey DO NOTHING RETURNING since_tick",
             )
             .await?;
         let inserted = match tx
-            .execute(&statement, &[&user_id, &friend_id])
+            .query_opt(&statement, &[&user_id, &friend_id])
             .await
             .map_err(DbError::from)
         {
             Ok(inserted) => inserted,
-            Err(error) if error.violated_constraint() == Some("friendships_friend_id_fkey") => {
+            Err(error)
+                if matches!(
+                    error.violated_constraint(),
+                    Some("friendships_friend_id_fkey" | "follow_clocks_author_id_fkey")
+                ) =>
+            {
                 return Ok(false);
             }
             Err(error) => return Err(error),
         };
-        if inserted > 0 {
-            append_outbox(&tx, FeedEventKind::FriendAdded, user_id, friend_id).await?;
+        if let Some(row) = inserted {
+            let tick: i64 = row.get(0);
+            append_outbox(
+                &tx,
+                FeedEventKind::FriendAdded,
+                user_id,
+                friend_id,
+                Some(tick),
+            )
+            .await?;
         }
         db::commit(tx).await?;
         self.db.written(&db, user_id).await;
         Ok(true)
     }
 
-    pub async fn remove_friend(&self, user_id: i64, friend_id: i64) -> Result<(), DbError> {
+    /// Ends a friendship; returns the friend's tick at which it ended (`None`: there was
+    /// none). Posts the friend made before it still reach the user live.
+    pub async fn remove_friend(
+        &self,
+        user_id: i64,
+        friend_id: i64,
+    ) -> Result<Option<i64>, DbError> {
         let mut db = self.pool.get().await?;
         let tx = db.transaction().await?;
+        lock_follow_clock(&tx, friend_id).await?;
         let statement = tx
-            .prepare_cached("DELETE FROM friendships WHERE user_id = $1 AND friend_id = $2")
+            .prepare_cached(
+                "WITH gone AS ( \
+                     DELETE FROM friendships WHERE user_id = $1 AND friend_id = $2 \
+                     RETURNING since_tick), \
+                 clock AS ( \
+                     INSERT INTO follow_clocks (author_id, tick) SELECT $2, 1 FROM gone \
+                     ON CONFLICT (author_id) DO UPDATE SET tick = follow_clocks.tick + 1 \
+                     RETURNING tick) \
+                 INSERT INTO ended_friendships (user_id, friend_id, since_tick, until_tick) \
+                 SELECT $1, $2, gone.since_tick, clock.tick FROM gone, clock RETURNING until_tick",
+            )
             .await?;
-        if tx.execute(&statement, &[&user_id, &friend_id]).await? > 0 {
-            append_outbox(&tx, FeedEventKind::FriendRemoved, user_id, friend_id).await?;
+        let ended: Option<i64> = tx
+            .query_opt(&statement, &[&user_id, &friend_id])
+            .await?
+            .map(|row| row.get(0));
+        if let Some(tick) = ended {
+            append_outbox(
+                &tx,
+                FeedEventKind::FriendRemoved,
+                user_id,
+                friend_id,
+                Some(tick),
+            )
+            .await?;
         }
         db::commit(tx).await?;
         self.db.written(&db, user_id).await;
-        Ok(())
+        Ok(ended)
     }
 
     pub async fn user_exists(&self, id: i64) -> Result<bool, DbError> {
@@ -335,11 +406,28 @@ impl Store {
     pub async fn create_post(&self, author_id: i64, text: &str) -> Result<i64, DbError> {
         let mut db = self.pool.get().await?;
         let tx = db.transaction().await?;
+        // The shared lock orders this post against the author's friendship changes (not
+        // against other posts); the outbox row then reads the tick in a later statement, so
+        // it sees every change that committed before the lock was granted.
+        let (high, low) = follow_clock_key(author_id);
         let statement = tx
-            .prepare_cached("INSERT INTO posts (author_id, text) VALUES ($1, $2) RETURNING id")
+            .prepare_cached(
+                "INSERT INTO posts (author_id, text) \
+                 SELECT $1, $2 FROM pg_advisory_xact_lock_shared($3, $4) RETURNING id",
+            )
             .await?;
-        let id: i64 = tx.query_one(&statement, &[&author_id, &text]).await?.get(0);
-        append_outbox(&tx, FeedEventKind::PostCreated, author_id, id).await?;
+        let id: i64 = tx
+            .query_one(&statement, &[&author_id, &text, &high, &low])
+            .await?
+            .get(0);
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO feed_outbox (kind, actor_id, subject_id, tick) \
+                 VALUES ('post_created', $1, $2, \
+                         coalesce((SELECT tick FROM follow_clocks WHERE author_id = $1), 0))",
+            )
+            .await?;
+        tx.execute(&statement, &[&author_id, &id]).await?;
         db::commit(tx).await?;
         self.db.written(&db, author_id).await;
         Ok(id)
@@ -365,23 +453,36 @@ impl Store {
         author_id: i64,
         id: i64,
         text: &str,
-    ) -> Result<Ownership, DbError> {
+    ) -> Result<(Ownership, i32), DbError> {
         let mut db = self.pool.get().await?;
         let tx = db.transaction().await?;
         let statement = tx
             .prepare_cached(
-                "UPDATE posts SET text = $3, updated_at = now() WHERE id = $1 AND author_id = $2",
+                "UPDATE posts SET text = $3, updated_at = now(), version = version + 1 \
+                 WHERE id = $1 AND author_id = $2 RETURNING version",
             )
             .await?;
-        let changed = tx.execute(&statement, &[&id, &author_id, &text]).await?;
-        if changed > 0 {
-            append_outbox(&tx, FeedEventKind::PostUpdated, author_id, id).await?;
+        let version: Option<i32> = tx
+            .query_opt(&statement, &[&id, &author_id, &text])
+            .await?
+            .map(|row| row.get(0));
+        if let Some(version) = version {
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO feed_outbox (kind, actor_id, subject_id, post_version) \
+                     VALUES ('post_updated', $1, $2, $3)",
+                )
+                .await?;
+            tx.execute(&statement, &[&author_id, &id, &version]).await?;
         }
         db::commit(tx).await?;
-        if changed > 0 {
+        if version.is_some() {
             self.db.written(&db, author_id).await;
         }
-        self.ownership(&db, changed, id).await
+        let ownership = self
+            .ownership(&db, u64::from(version.is_some()), id)
+            .await?;
+        Ok((ownership, version.unwrap_or(0)))
     }
 
     pub async fn delete_post(&self, author_id: i64, id: i64) -> Result<Ownership, DbError> {
@@ -392,7 +493,7 @@ impl Store {
             .await?;
         let changed = tx.execute(&statement, &[&id, &author_id]).await?;
         if changed > 0 {
-            append_outbox(&tx, FeedEventKind::PostDeleted, author_id, id).await?;
+            append_outbox(&tx, FeedEventKind::PostDeleted, author_id, id, None).await?;
         }
         db::commit(tx).await?;
         if changed > 0 {
@@ -428,12 +529,29 @@ async fn append_outbox(
     kind: FeedEventKind,
     actor_id: i64,
     subject_id: i64,
+    tick: Option<i64>,
 ) -> Result<(), DbError> {
     let statement = tx
-        .prepare_cached("INSERT INTO feed_outbox (kind, actor_id, subject_id) VALUES ($1, $2, $3)")
+        .prepare_cached(
+            "INSERT INTO feed_outbox (kind, actor_id, subject_id, tick) VALUES ($1, $2, $3, $4)",
+        )
         .await?;
-    tx.execute(&statement, &[&kind.as_str(), &actor_id, &subject_id])
+    tx.execute(&statement, &[&kind.as_str(), &actor_id, &subject_id, &tick])
         .await?;
+    Ok(())
+}
+
+/// Takes the exclusive advisory lock on an author's follow clock until the transaction ends,
+/// for a friendship change (posts take it shared; see V4's migration).
+async fn lock_follow_clock(
+    tx: &deadpool_postgres::Transaction<'_>,
+    author_id: i64,
+) -> Result<(), DbError> {
+    let (high, low) = follow_clock_key(author_id);
+    let statement = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1, $2)")
+        .await?;
+    tx.execute(&statement, &[&high, &low]).await?;
     Ok(())
 }
 
@@ -567,30 +685,48 @@ impl Store {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
-    /// The next `limit` followers of an author after `after` (keyset paging for fan-out).
+    /// The next `limit` followers of an author after `after` (keyset paging for fan-out), as
+    /// of the author's `tick`: friendships that began at or before it and had not ended by it.
+    /// [`CURRENT_FOLLOWERS`] asks for today's followers.
     pub async fn followers_after(
         &self,
         author_id: i64,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<i64>, DbError> {
+        tick: i64,
+    ) -> Result<Vec<Follower>, DbError> {
         let db = self.pool.get().await?;
         let statement = db
             .prepare_cached(
-                "SELECT user_id FROM friendships WHERE friend_id = $1 AND user_id > $2 \
-                 ORDER BY user_id LIMIT $3",
+                "(SELECT user_id, false FROM friendships \
+                  WHERE friend_id = $1 AND user_id > $2 AND since_tick <= $4 \
+                  ORDER BY user_id LIMIT $3) \
+                 UNION ALL \
+                 (SELECT user_id, true FROM ended_friendships \
+                  WHERE friend_id = $1 AND user_id > $2 AND since_tick <= $4 AND until_tick > $4 \
+                  ORDER BY user_id LIMIT $3) \
+                 ORDER BY 1 LIMIT $3",
             )
             .await?;
-        let rows = db.query(&statement, &[&author_id, &after, &limit]).await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        let rows = db
+            .query(&statement, &[&author_id, &after, &limit, &tick])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Follower {
+                user_id: row.get(0),
+                ended: row.get(1),
+            })
+            .collect())
     }
 
-    /// Which of `users` follow `author_id` (to find a celebrity's online followers without
-    /// listing all of them).
+    /// Which of `users` followed `author_id` as of its `tick` (to find a celebrity's online
+    /// followers without listing all of them).
     pub async fn followers_among(
         &self,
         author_id: i64,
         users: &[i64],
+        tick: i64,
     ) -> Result<Vec<i64>, DbError> {
         if users.is_empty() {
             return Ok(Vec::new());
@@ -598,11 +734,27 @@ impl Store {
         let db = self.pool.get().await?;
         let statement = db
             .prepare_cached(
-                "SELECT user_id FROM friendships WHERE friend_id = $1 AND user_id = ANY($2)",
+                "SELECT user_id FROM friendships \
+                 WHERE friend_id = $1 AND user_id = ANY($2) AND since_tick <= $3 \
+                 UNION ALL \
+                 SELECT user_id FROM ended_friendships \
+                 WHERE friend_id = $1 AND user_id = ANY($2) AND since_tick <= $3 AND until_tick > $3",
             )
             .await?;
-        let rows = db.query(&statement, &[&author_id, &users]).await?;
+        let rows = db.query(&statement, &[&author_id, &users, &tick]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Forgets friendships that ended more than `older_than` ago: any post made during them
+    /// has long been fanned out. Returns how many went.
+    pub async fn prune_ended_friendships(&self, older_than: Duration) -> Result<u64, DbError> {
+        let db = self.pool.get().await?;
+        let statement = db
+            .prepare_cached(
+                "DELETE FROM ended_friendships WHERE ended_at < now() - make_interval(secs => $1)",
+            )
+            .await?;
+        Ok(db.execute(&statement, &[&older_than.as_secs_f64()]).await?)
     }
 
     /// Ids of friends' posts newer than `since`: the newest `limit` of them, oldest first

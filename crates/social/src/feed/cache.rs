@@ -12,7 +12,15 @@
 //!   pushed into followers' feeds but merged into them at read time.
 //! - `celebs`: the set of celebrity authors; `celebs:version` changes when it grows.
 //! - `feedcelebs:{user}`: `version|` and the packed ids of the celebrities the user follows.
-//! - `post:{id}`: 8-byte author id then the text; an empty string marks a deleted post.
+//! - `feed:{user}:gone`: a hash of authors the user unfriended lately, each with the author's
+//!   tick when the friendship ended. A push of a post made before that tick, still on its way
+//!   when the unfriend dropped the feed, is not let back in (see `feed.lua`). Kept for
+//!   [`UNFOLLOW_MEMORY`].
+//! - `body:{id}`: the post's version (4 bytes, big-endian), its 8-byte author id, then the
+//!   text. The version alone marks a body that changed and must be read again; an empty string
+//!   marks a deleted post. A body is only ever replaced by one of the same or a newer version
+//!   (`post_bodies.lua`), so a reader that loaded a post before an edit cannot write the old
+//!   text back over it.
 
 use std::time::Duration;
 
@@ -21,6 +29,7 @@ use redis::Script;
 
 use super::FeedConfig;
 use super::local::LocalPosts;
+use crate::store::CURRENT_FOLLOWERS;
 
 /// Newest-first post ids with the "complete" flag, decoded from a feed-layout string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,11 +71,17 @@ pub struct CachedPost {
     pub text: String,
 }
 
-fn encode_post(post: Option<&CachedPost>) -> Vec<u8> {
+/// How long an unfriend keeps late pushes of the old friend's posts out of the user's feed; as
+/// long as ended friendships are kept for the fan-out (a post still unfanned after this is
+/// let in).
+pub const UNFOLLOW_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+fn encode_post(post: Option<&CachedPost>, version: i32) -> Vec<u8> {
     match post {
         None => Vec::new(),
         Some(post) => {
-            let mut bytes = Vec::with_capacity(8 + post.text.len());
+            let mut bytes = Vec::with_capacity(12 + post.text.len());
+            bytes.extend_from_slice(&version.to_be_bytes());
             bytes.extend_from_slice(&post.author_id.to_be_bytes());
             bytes.extend_from_slice(post.text.as_bytes());
             bytes
@@ -80,11 +95,12 @@ fn decode_post(bytes: Option<Vec<u8>>) -> Option<Option<CachedPost>> {
     if bytes.is_empty() {
         return Some(None);
     }
-    if bytes.len() < 8 {
+    // Shorter: a version alone, for a post that changed since; read it from the database.
+    if bytes.len() < 12 {
         return None;
     }
-    let author_id = i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let text = String::from_utf8(bytes[8..].to_vec()).ok()?;
+    let author_id = i64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"));
+    let text = String::from_utf8(bytes[12..].to_vec()).ok()?;
     Some(Some(CachedPost { author_id, text }))
 }
 
@@ -123,6 +139,8 @@ pub struct FeedCache {
     prefix: String,
     /// `feed.lua`: pushes and retractions.
     script: Script,
+    /// `post_bodies.lua`: body writes that never go back a version.
+    bodies_script: Script,
     /// Entries kept per feed.
     pub capacity: usize,
     inactive_after: Duration,
@@ -159,6 +177,7 @@ impl FeedCache {
             redis,
             prefix: prefix.to_owned(),
             script: Script::new(include_str!("feed.lua")),
+            bodies_script: Script::new(include_str!("post_bodies.lua")),
             capacity,
             inactive_after,
             post_ttl: Duration::from_secs(24 * 3600),
@@ -187,7 +206,7 @@ impl FeedCache {
     }
 
     fn post_key(&self, post_id: i64) -> String {
-        format!("{}post:{post_id}", self.prefix)
+        format!("{}body:{post_id}", self.prefix)
     }
 
     fn celebs_key(&self) -> String {
@@ -326,17 +345,60 @@ impl FeedCache {
         Ok(())
     }
 
+    /// Forgets a user's feed because they unfriended `friend_id` at the friend's `tick`, and
+    /// keeps the friend's posts made before it, still on their way, out of the rebuilt feed.
+    pub async fn unfollowed(
+        &self,
+        user_id: i64,
+        friend_id: i64,
+        tick: i64,
+    ) -> Result<(), CacheError> {
+        let mut connection = self.redis.connection().await?;
+        let feed = self.feed_key(user_id);
+        let _: () = redis::Script::new(
+            "redis.call('DEL', KEYS[1], KEYS[2]) \
+             local known = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') \
+             if tonumber(ARGV[2]) > known then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end \
+             redis.call('EXPIRE', KEYS[3], ARGV[3])",
+        )
+        .key(&feed)
+        .key(self.feed_celebs_key(user_id))
+        .key(format!("{feed}:gone"))
+        .arg(friend_id)
+        .arg(tick)
+        .arg(UNFOLLOW_MEMORY.as_secs())
+        .invoke_async(&mut connection)
+        .await?;
+        Ok(())
+    }
+
     /// Inserts `post_id` into those of `keys` that exist; one round trip for the whole batch.
-    pub async fn push(&self, keys: &[String], post_id: i64) -> Result<u64, CacheError> {
-        self.apply(keys, post_id, "push").await
+    /// With `made_at` (the author and the author's tick at the post's commit), feeds whose
+    /// owner unfriended the author after that tick are left alone.
+    pub async fn push(
+        &self,
+        keys: &[String],
+        post_id: i64,
+        made_at: Option<(i64, i64)>,
+    ) -> Result<u64, CacheError> {
+        let (author_id, tick) = made_at.unwrap_or((0, CURRENT_FOLLOWERS));
+        self.apply(keys, post_id, "push", author_id, tick).await
     }
 
     /// Removes `post_id` from those of `keys` that hold it.
     pub async fn retract(&self, keys: &[String], post_id: i64) -> Result<u64, CacheError> {
-        self.apply(keys, post_id, "retract").await
+        self.apply(keys, post_id, "retract", 0, CURRENT_FOLLOWERS)
+            .await
     }
 
-    async fn apply(&self, keys: &[String], post_id: i64, action: &str) -> Result<u64, CacheError> {
+    async fn apply(
+        &self,
+        keys: &[String],
+        post_id: i64,
+        action: &str,
+        author_id: i64,
+        tick: i64,
+    ) -> Result<u64, CacheError> {
         if keys.is_empty() {
             return Ok(0);
         }
@@ -348,7 +410,9 @@ impl FeedCache {
         invocation
             .arg(&post_id.to_be_bytes()[..])
             .arg(action)
-            .arg(self.capacity);
+            .arg(self.capacity)
+            .arg(author_id)
+            .arg(tick);
         Ok(invocation.invoke_async(&mut connection).await?)
     }
 
@@ -386,7 +450,7 @@ impl FeedCache {
     /// Adds a post to a celebrity's recent posts, if cached (otherwise the next reader rebuilds
     /// them from the database, this post included).
     pub async fn push_author_post(&self, author_id: i64, post_id: i64) -> Result<u64, CacheError> {
-        self.push(&[self.author_posts_key(author_id)], post_id)
+        self.push(&[self.author_posts_key(author_id)], post_id, None)
             .await
     }
 
@@ -461,43 +525,48 @@ impl FeedCache {
 
     /// Marks a post deleted for every reader, in Redis and in every server's memory.
     pub async fn tombstone_post(&self, post_id: i64) -> Result<(), CacheError> {
-        let stored = self.store_posts(&[(post_id, None)]).await;
+        let stored = self.store_posts(&[(post_id, None, 0)]).await;
         self.local.changed(post_id).await;
         stored
     }
 
-    /// Caches bodies (`None` = deleted) in one round trip.
-    pub async fn store_posts(&self, posts: &[(i64, Option<CachedPost>)]) -> Result<(), CacheError> {
+    /// Caches bodies (`None` = deleted) with the version each was read at, in one round trip.
+    /// A body Redis already holds at a newer version, or a deletion, is kept.
+    pub async fn store_posts(
+        &self,
+        posts: &[(i64, Option<CachedPost>, i32)],
+    ) -> Result<(), CacheError> {
         if posts.is_empty() {
             return Ok(());
         }
-        let mut connection = self.redis.connection().await?;
-        let mut pipe = redis::pipe();
-        for (id, post) in posts {
-            pipe.cmd("SET")
-                .arg(self.post_key(*id))
-                .arg(encode_post(post.as_ref()))
-                .arg("EX")
-                .arg(self.post_ttl.as_secs())
-                .ignore();
+        let values = posts
+            .iter()
+            .map(|(id, post, version)| (*id, encode_post(post.as_ref(), *version)));
+        self.store_post_values(values).await
+    }
+
+    async fn store_post_values(
+        &self,
+        values: impl Iterator<Item = (i64, Vec<u8>)>,
+    ) -> Result<(), CacheError> {
+        let mut invocation = self.bodies_script.prepare_invoke();
+        invocation.arg(self.post_ttl.as_secs());
+        for (id, value) in values {
+            invocation.key(self.post_key(id)).arg(value);
         }
-        let _: () = pipe.query_async(&mut connection).await?;
+        let mut connection = self.redis.connection().await?;
+        let _: () = invocation.invoke_async(&mut connection).await?;
         Ok(())
     }
 
-    /// Forgets a cached body (the post changed): the next read loads it from the database.
-    pub async fn forget_post(&self, post_id: i64) -> Result<(), CacheError> {
-        let deleted = async {
-            let mut connection = self.redis.connection().await?;
-            redis::cmd("DEL")
-                .arg(self.post_key(post_id))
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(CacheError::from)
-        }
-        .await;
+    /// Forgets a cached body because the post changed to `version`: the next read loads it
+    /// from the database, and no reader can put back a body older than it.
+    pub async fn forget_post(&self, post_id: i64, version: i32) -> Result<(), CacheError> {
+        let marked = self
+            .store_post_values(std::iter::once((post_id, version.to_be_bytes().to_vec())))
+            .await;
         self.local.changed(post_id).await;
-        deleted
+        marked
     }
 }
 
@@ -532,10 +601,15 @@ mod tests {
             text: "Привет".into(),
         };
         assert_eq!(
-            decode_post(Some(encode_post(Some(&post)))),
+            decode_post(Some(encode_post(Some(&post), 3))),
             Some(Some(post))
         );
-        assert_eq!(decode_post(Some(encode_post(None))), Some(None));
+        assert_eq!(decode_post(Some(encode_post(None, 3))), Some(None));
+        assert_eq!(
+            decode_post(Some(7i32.to_be_bytes().to_vec())),
+            None,
+            "a changed mark"
+        );
         assert_eq!(decode_post(None), None);
     }
 }

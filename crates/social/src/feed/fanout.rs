@@ -10,7 +10,7 @@ use super::FeedEventKind;
 use super::cache::FeedCache;
 use crate::error::SocialError;
 use crate::live::{LiveDelivery, LiveMessage, Presence};
-use crate::store::Store;
+use crate::store::{CURRENT_FOLLOWERS, Store};
 
 /// An outbox row as published by the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,14 @@ pub struct FeedEvent {
     pub kind: FeedEventKind,
     pub actor_id: i64,
     pub subject_id: i64,
+    /// `post_created`: the author's follow-clock tick at the post's commit, which decides who
+    /// the post reaches; `friend_added` / `friend_removed`: the friend's tick of the change.
+    /// Absent in events from before ticks existed.
+    #[serde(default)]
+    pub tick: Option<i64>,
+    /// `post_updated`: the post's new version.
+    #[serde(default)]
+    pub post_version: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,13 +36,20 @@ pub enum FanoutAction {
     Retract,
 }
 
-/// One batch of followers for one post: followers with ids above `after`.
+/// One batch of followers for one post: followers with ids above `after`, as of the author's
+/// `tick` (see `Store::followers_after`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FanoutTask {
     pub post_id: i64,
     pub author_id: i64,
     pub action: FanoutAction,
     pub after: i64,
+    #[serde(default = "current_followers")]
+    pub tick: i64,
+}
+
+fn current_followers() -> i64 {
+    CURRENT_FOLLOWERS
 }
 
 /// What handling an event or task leaves for the transport to send.
@@ -78,6 +93,9 @@ impl FanOut {
         let (actor, subject) = (event.actor_id, event.subject_id);
         match event.kind {
             FeedEventKind::PostCreated => {
+                // Followers as of the post's commit: a later unfriend does not take the post
+                // away from a live socket, and a later befriend does not bring it.
+                let tick = event.tick.unwrap_or(CURRENT_FOLLOWERS);
                 let followers = self
                     .store
                     .follower_count(actor, self.celebrity_followers)
@@ -89,7 +107,7 @@ impl FanOut {
                     metrics::counter!("feed_celebrity_posts_total").increment(1);
                     return Ok(Outcome {
                         next: None,
-                        live: self.live_for_celebrity(actor, subject).await?,
+                        live: self.live_for_celebrity(actor, subject, tick).await?,
                     });
                 }
                 self.on_task(&FanoutTask {
@@ -97,6 +115,7 @@ impl FanOut {
                     author_id: actor,
                     action: FanoutAction::Push,
                     after: i64::MIN,
+                    tick,
                 })
                 .await
             }
@@ -108,15 +127,24 @@ impl FanOut {
                     author_id: actor,
                     action: FanoutAction::Retract,
                     after: i64::MIN,
+                    // Whoever may hold the post now: feeds of ended friendships were dropped.
+                    tick: CURRENT_FOLLOWERS,
                 })
                 .await
             }
             FeedEventKind::PostUpdated => {
-                self.cache.forget_post(subject).await?;
+                self.cache
+                    .forget_post(subject, event.post_version.unwrap_or(0))
+                    .await?;
+                Ok(Outcome::default())
+            }
+            // The user's feed now has other sources: rebuild it on their next read.
+            FeedEventKind::FriendRemoved if event.tick.is_some() => {
+                let tick = event.tick.unwrap_or(CURRENT_FOLLOWERS);
+                self.cache.unfollowed(actor, subject, tick).await?;
                 Ok(Outcome::default())
             }
             FeedEventKind::FriendAdded | FeedEventKind::FriendRemoved => {
-                // The user's feed now has other sources: rebuild it on their next read.
                 self.cache.drop_feed(actor).await?;
                 Ok(Outcome::default())
             }
@@ -126,13 +154,24 @@ impl FanOut {
     /// Updates one batch of followers' feeds in one Redis round trip, and routes a new post
     /// to the instances where those followers are online.
     pub async fn on_task(&self, task: &FanoutTask) -> Result<Outcome, SocialError> {
-        let followers = self
+        let batch = self
             .store
-            .followers_after(task.author_id, task.after, self.batch)
+            .followers_after(task.author_id, task.after, self.batch, task.tick)
             .await?;
-        let keys: Vec<String> = followers.iter().map(|f| self.cache.feed_key(*f)).collect();
+        // Feeds show today's friends: a follower who has unfriended since gets the post live
+        // but not in a feed, which was dropped when they unfriended.
+        let keys: Vec<String> = batch
+            .iter()
+            .filter(|follower| !follower.ended)
+            .map(|follower| self.cache.feed_key(follower.user_id))
+            .collect();
+        let followers: Vec<i64> = batch.iter().map(|follower| follower.user_id).collect();
         let changed = match task.action {
-            FanoutAction::Push => self.cache.push(&keys, task.post_id).await?,
+            FanoutAction::Push => {
+                self.cache
+                    .push(&keys, task.post_id, Some((task.author_id, task.tick)))
+                    .await?
+            }
             FanoutAction::Retract => self.cache.retract(&keys, task.post_id).await?,
         };
         metrics::counter!("feed_fanout_batches_total").increment(1);
@@ -160,13 +199,14 @@ impl FanOut {
         &self,
         author_id: i64,
         post_id: i64,
+        tick: i64,
     ) -> Result<Vec<LiveDelivery>, SocialError> {
         let mut online = Vec::new();
         for instance in self.presence.live_instances().await? {
             let users = self.presence.online_users(&instance).await?;
             let mut followers = Vec::new();
             for chunk in users.chunks(1000) {
-                followers.extend(self.store.followers_among(author_id, chunk).await?);
+                followers.extend(self.store.followers_among(author_id, chunk, tick).await?);
             }
             if !followers.is_empty() {
                 online.push((instance, followers));

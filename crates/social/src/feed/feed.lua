@@ -5,8 +5,17 @@
 -- the feed at ARGV[3] entries. Absent keys are feeds nobody has read lately: they are rebuilt
 -- on the next read instead. Returns how many feeds changed.
 -- Ids are compared byte by byte: Lua's string `<` follows the server's collation.
+-- A push carries the post's author (ARGV[4]) and the author's tick at the post's commit
+-- (ARGV[5]): a feed whose owner unfriended the author at a later tick (`<feed>:gone`) has
+-- been dropped for that, and the post, still on its way, is kept out of the rebuilt feed.
 local id, action = ARGV[1], ARGV[2]
 local cap = tonumber(ARGV[3])
+local author, tick = ARGV[4], tonumber(ARGV[5])
+
+local function unfollowed(key)
+  local ended = redis.call('HGET', key .. ':gone', author)
+  return ended and tonumber(ended) > tick
+end
 
 -- Whether the entry starting after byte `offset` is newer (greater) than `id`.
 local function newer(feed, offset)
@@ -20,6 +29,9 @@ end
 local changed = 0
 for _, key in ipairs(KEYS) do
   local feed = redis.call('GET', key)
+  if feed and action == 'push' and unfollowed(key) then
+    feed = nil
+  end
   if feed then
     local n = (#feed - 1) / 8
     local lo, hi = 0, n

@@ -70,6 +70,16 @@ pub struct FeedConfig {
     #[arg(long = "post-memory-cache-ttl-secs", env = "AGORA_POST_MEMORY_CACHE_TTL_SECS",
           default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub post_memory_cache_ttl_secs: u64,
+
+    /// For tests only: milliseconds a feed read waits between loading post bodies from
+    /// PostgreSQL and writing them back to Redis, to widen the race with an edit.
+    #[arg(
+        long = "feed-test-writeback-delay-ms",
+        env = "AGORA_FEED_TEST_WRITEBACK_DELAY_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub test_writeback_delay_ms: u64,
 }
 
 impl FeedConfig {
@@ -83,6 +93,7 @@ impl FeedConfig {
             fanout_batch: 1000,
             post_memory_cache_bytes: 64 << 20,
             post_memory_cache_ttl_secs: 60,
+            test_writeback_delay_ms: 0,
         }
     }
 

@@ -82,14 +82,21 @@ pub struct FeedReader {
     /// Users whose feed is being rebuilt by this instance: later readers wait for that rebuild
     /// instead of starting their own.
     rebuilding: Arc<std::sync::Mutex<HashMap<i64, Arc<Mutex<()>>>>>,
+    /// Zero but in tests (`FeedConfig::test_writeback_delay_ms`).
+    writeback_delay: std::time::Duration,
 }
 
 impl FeedReader {
-    pub(crate) fn new(store: Store, cache: FeedCache) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        cache: FeedCache,
+        writeback_delay: std::time::Duration,
+    ) -> Self {
         Self {
             store,
             cache,
             rebuilding: Arc::default(),
+            writeback_delay,
         }
     }
 
@@ -285,7 +292,7 @@ impl FeedReader {
             .into_iter()
             .filter(|id| *id > newest - REBUILD_RACE_WINDOW && !feed.ids.contains(id))
         {
-            self.cache.push(&key, id).await?;
+            self.cache.push(&key, id, None).await?;
         }
         Ok(feed)
     }
@@ -313,20 +320,29 @@ impl FeedReader {
             .filter(|(_, body)| body.is_none())
             .map(|(id, _)| *id)
             .collect();
-        let mut loaded: HashMap<i64, CachedPost> = HashMap::new();
+        let mut loaded: HashMap<i64, (CachedPost, i32)> = HashMap::new();
         if !missing.is_empty() {
             for post in self.store.posts_by_ids(&missing).await? {
                 loaded.insert(
                     post.id,
-                    CachedPost {
-                        author_id: post.author_id,
-                        text: post.text,
-                    },
+                    (
+                        CachedPost {
+                            author_id: post.author_id,
+                            text: post.text,
+                        },
+                        post.version,
+                    ),
                 );
             }
-            let fill: Vec<(i64, Option<CachedPost>)> = missing
+            if !self.writeback_delay.is_zero() {
+                tokio::time::sleep(self.writeback_delay).await;
+            }
+            let fill: Vec<(i64, Option<CachedPost>, i32)> = missing
                 .iter()
-                .map(|id| (*id, loaded.get(id).cloned()))
+                .map(|id| match loaded.get(id) {
+                    Some((post, version)) => (*id, Some(post.clone()), *version),
+                    None => (*id, None, 0),
+                })
                 .collect();
             self.cache.store_posts(&fill).await?;
         }
@@ -336,7 +352,7 @@ impl FeedReader {
             .filter_map(|(id, body)| {
                 let body = match body {
                     Some(known) => known,
-                    None => loaded.remove(id),
+                    None => loaded.remove(id).map(|(post, _)| post),
                 }?;
                 Some(FeedPost {
                     id: *id,

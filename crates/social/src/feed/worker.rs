@@ -30,7 +30,7 @@ use tokio_postgres::Row;
 
 use super::FeedConfig;
 use super::FeedEventKind;
-use super::cache::FeedCache;
+use super::cache::{FeedCache, UNFOLLOW_MEMORY};
 use super::fanout::{FanOut, FanoutTask, FeedEvent};
 use crate::live::{LiveDelivery, Presence, instance_queue};
 use crate::store::Store;
@@ -133,9 +133,29 @@ pub async fn run(
             move |stop| consume(config.clone(), fanout.clone(), lane, stop)
         }));
     }
+    tasks.spawn(prune_ended_friendships(
+        Store::new(agora_platform::replicas::Database::single(pool.clone())),
+        stop.clone(),
+    ));
     tracing::info!(namespace = %config.feed.namespace, "feed worker running");
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Forgets ended friendships once any post made during them has been fanned out, hourly.
+/// Several workers may prune at once: the delete is idempotent.
+async fn prune_ended_friendships(store: Store, mut stop: watch::Receiver<bool>) {
+    loop {
+        match store.prune_ended_friendships(UNFOLLOW_MEMORY).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "forgot ended friendships"),
+            Err(error) => tracing::warn!(%error, "could not prune ended friendships"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 /// Binds the operations listener (failing fast on a taken port) and returns its server.
@@ -177,7 +197,8 @@ impl Outbox for FeedOutbox {
     }
 
     fn select_batch(&self) -> &str {
-        "SELECT id, kind, actor_id, subject_id FROM feed_outbox ORDER BY id LIMIT $1 \
+        "SELECT id, kind, actor_id, subject_id, tick, post_version FROM feed_outbox \
+         ORDER BY id LIMIT $1 \
          FOR UPDATE SKIP LOCKED"
     }
 
@@ -193,6 +214,8 @@ impl Outbox for FeedOutbox {
                 .with_context(|| format!("unknown outbox kind {kind:?}"))?,
             actor_id: row.get(2),
             subject_id: row.get(3),
+            tick: row.get(4),
+            post_version: row.get(5),
         };
         Ok((event.outbox_id, event))
     }

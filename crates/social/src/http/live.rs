@@ -87,6 +87,7 @@ pub async fn posted(
     AuthSession {
         user: me,
         valid_for,
+        session: socket_session,
     }: AuthSession,
     QueryParams(query): QueryParams<LiveQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -103,7 +104,7 @@ pub async fn posted(
     let heartbeat = service.live_heartbeat();
     // Registered and announced before the handshake completes: a post made once the client
     // holds an open socket is routed to it.
-    let subscription = service.live().subscribe(me);
+    let subscription = service.live().subscribe(me, socket_session);
     if !service.live().announce(me).await {
         return Err(SocialError::Cache(CacheError::Unavailable(
             "the live feed cannot record this connection now".into(),
@@ -132,6 +133,7 @@ enum End {
     ReplayFailed,
     Interrupted,
     TokenExpired,
+    SignedOut,
     ShuttingDown,
 }
 
@@ -144,6 +146,7 @@ impl End {
             End::ReplayFailed => "replay_failed",
             End::Interrupted => "interrupted",
             End::TokenExpired => "token_expired",
+            End::SignedOut => "signed_out",
             End::ShuttingDown => "shutdown",
         }
     }
@@ -167,6 +170,10 @@ impl End {
             End::TokenExpired => (
                 close_code::POLICY,
                 "token expired: log in again and reconnect with since=<last post id>",
+            ),
+            End::SignedOut => (
+                close_code::POLICY,
+                "signed out: log in again and reconnect with since=<last post id>",
             ),
             End::ShuttingDown => (
                 close_code::RESTART,
@@ -237,6 +244,7 @@ async fn session(
                 }
                 _ = interruptions.changed() => break 'session End::Interrupted,
                 _ = tokio::time::sleep_until(token_expires) => break 'session End::TokenExpired,
+                Ok(()) = &mut subscription.revoked => break 'session End::SignedOut,
                 _ = closing.changed() => break 'session End::ShuttingDown,
             }
         }

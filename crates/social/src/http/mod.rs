@@ -101,6 +101,9 @@ pub fn service(config: &SocialConfig) -> anyhow::Result<Service> {
 /// [`service`] around operations the caller also uses (the web front end shares them).
 pub fn service_of(service: SocialService, config: &SocialConfig) -> anyhow::Result<Service> {
     let sessions = service.sessions().cache().clone();
+    // Subscribed before the listener starts, so no revocation goes unheard.
+    let revocations = sessions.revocations();
+    let socket_sessions = service.sessions().clone();
     let local_posts = service.feed().cache().local_posts().clone();
     let (live_stop_tx, live_stop) = tokio::sync::watch::channel(false);
     let live = crate::live::consumer::spawn(
@@ -116,6 +119,17 @@ pub fn service_of(service: SocialService, config: &SocialConfig) -> anyhow::Resu
     let (api, ops) = app(service, live.status);
     Ok(Service::new("social", api, ops)
         .background(move |stop| sessions.listen(stop))
+        .background({
+            let hub = hub.clone();
+            move |stop| {
+                crate::live::revocations::end_revoked_sockets(
+                    hub,
+                    socket_sessions,
+                    revocations,
+                    stop,
+                )
+            }
+        })
         .background(move |stop| local_posts.listen(stop))
         .on_shutdown(move || {
             // Upgraded sockets are not connections graceful shutdown waits for: close them.
@@ -210,6 +224,8 @@ impl FromRequestParts<SocialService> for Reader {
 pub struct AuthSession {
     pub user: i64,
     pub valid_for: std::time::Duration,
+    /// The session's stored token hash: a socket closes when this session is revoked.
+    pub session: std::sync::Arc<[u8]>,
 }
 
 /// Browsers cannot set headers on a WebSocket handshake: the web front end's session cookie is
@@ -224,7 +240,13 @@ impl FromRequestParts<SocialService> for AuthSession {
         let token =
             session_token(parts).ok_or(SocialError::Unauthorized("missing bearer token"))?;
         let (user, valid_for) = service.authenticate_session(token).await?;
-        Ok(AuthSession { user, valid_for })
+        let session = agora_platform::credentials::stored_token_hash(token)
+            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
+        Ok(AuthSession {
+            user,
+            valid_for,
+            session: session.into(),
+        })
     }
 }
 

@@ -40,6 +40,10 @@ pub struct LivePost {
 struct Subscriber {
     id: u64,
     sender: mpsc::Sender<Arc<LivePost>>,
+    /// The session (its stored token hash) the socket was opened with.
+    session: Arc<[u8]>,
+    /// Fired when that session is revoked.
+    revoke: Option<oneshot::Sender<()>>,
 }
 
 struct Inner {
@@ -79,6 +83,9 @@ pub struct Subscription {
     user: i64,
     id: u64,
     pub posts: mpsc::Receiver<Arc<LivePost>>,
+    /// Resolves with `Ok` when the socket's session is revoked (signed out, or ended by a
+    /// newer login beyond the per-user limit).
+    pub revoked: oneshot::Receiver<()>,
 }
 
 impl LiveHub {
@@ -144,20 +151,64 @@ impl LiveHub {
 
     /// Registers a socket of `user`. The caller announces the user in Redis (see
     /// [`LiveHub::announce`]) once registered, so no post routed after it is missed.
-    pub fn subscribe(&self, user: i64) -> Subscription {
+    pub fn subscribe(&self, user: i64, session: Arc<[u8]>) -> Subscription {
         let (sender, posts) = mpsc::channel(self.inner.buffer);
+        let (revoke, revoked) = oneshot::channel();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.sockets()
-            .entry(user)
-            .or_default()
-            .push(Subscriber { id, sender });
+        self.sockets().entry(user).or_default().push(Subscriber {
+            id,
+            sender,
+            session,
+            revoke: Some(revoke),
+        });
         metrics::gauge!("live_sockets").increment(1.0);
         Subscription {
             hub: self.clone(),
             user,
             id,
             posts,
+            revoked,
         }
+    }
+
+    /// The sessions sockets here were opened with: `user`'s, or everyone's.
+    pub fn sessions(&self, user: Option<i64>) -> Vec<Arc<[u8]>> {
+        let sockets = self.sockets();
+        let mut sessions: Vec<Arc<[u8]>> = match user {
+            Some(user) => sockets
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .map(|subscriber| subscriber.session.clone())
+                .collect(),
+            None => sockets
+                .values()
+                .flatten()
+                .map(|subscriber| subscriber.session.clone())
+                .collect(),
+        };
+        drop(sockets);
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions
+    }
+
+    /// Tells the sockets opened with any of `sessions` that their session is over; returns how
+    /// many were told.
+    pub fn end_sessions(&self, sessions: &[Arc<[u8]>]) -> usize {
+        if sessions.is_empty() {
+            return 0;
+        }
+        let mut ended = 0;
+        for subscriber in self.sockets().values_mut().flatten() {
+            if sessions.contains(&subscriber.session)
+                && let Some(revoke) = subscriber.revoke.take()
+            {
+                let _ = revoke.send(());
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// Records `user` as online on this instance and waits until Redis has it, so posts
@@ -276,6 +327,24 @@ mod tests {
         LiveHub::new("test".into(), Presence::new(redis, "t:"), buffer)
     }
 
+    fn session() -> Arc<[u8]> {
+        Arc::from(&b"a session"[..])
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_tells_its_sockets_only() {
+        let hub = hub(2);
+        let signed_out: Arc<[u8]> = Arc::from(&b"signed out"[..]);
+        let mut first = hub.subscribe(10, signed_out.clone());
+        let mut second = hub.subscribe(10, signed_out.clone());
+        let mut other = hub.subscribe(10, session());
+        assert_eq!(hub.sessions(Some(10)).len(), 2);
+        assert_eq!(hub.end_sessions(&[signed_out]), 2);
+        assert!((&mut first.revoked).await.is_ok());
+        assert!((&mut second.revoked).await.is_ok());
+        assert!(other.revoked.try_recv().is_err());
+    }
+
     fn post(id: i64) -> Arc<LivePost> {
         Arc::new(LivePost {
             id,
@@ -287,9 +356,9 @@ mod tests {
     #[tokio::test]
     async fn delivers_to_every_socket_of_recipients_only() {
         let hub = hub(4);
-        let mut first = hub.subscribe(10);
-        let mut second = hub.subscribe(10);
-        let mut other = hub.subscribe(20);
+        let mut first = hub.subscribe(10, session());
+        let mut second = hub.subscribe(10, session());
+        let mut other = hub.subscribe(20, session());
         let delivered = hub.deliver(post(1), &[10, 30]);
         assert_eq!(delivered.sockets, 2);
         assert_eq!(first.posts.recv().await.unwrap().id, 1);
@@ -300,8 +369,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_socket_is_cut_loose_without_blocking_others() {
         let hub = hub(2);
-        let mut slow = hub.subscribe(10);
-        let mut fast = hub.subscribe(11);
+        let mut slow = hub.subscribe(10, session());
+        let mut fast = hub.subscribe(11, session());
         for id in 1..=2 {
             hub.deliver(post(id), &[10, 11]);
             assert_eq!(fast.posts.recv().await.unwrap().id, id);
@@ -325,8 +394,8 @@ mod tests {
     #[tokio::test]
     async fn dropping_a_subscription_unregisters_it() {
         let hub = hub(2);
-        let first = hub.subscribe(10);
-        let second = hub.subscribe(10);
+        let first = hub.subscribe(10, session());
+        let second = hub.subscribe(10, session());
         drop(first);
         assert!(hub.is_connected(10));
         assert_eq!(hub.socket_count(), 1);

@@ -15,6 +15,7 @@
 pub mod consumer;
 pub mod hub;
 pub mod presence;
+pub mod revocations;
 
 use std::time::Duration;
 

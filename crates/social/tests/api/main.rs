@@ -7,6 +7,7 @@ mod friends;
 mod hardening;
 mod live;
 mod ops;
+mod ordering;
 mod platform;
 mod posts;
 mod replication;
