@@ -119,6 +119,7 @@ async fn reshard_command(args: ReshardArgs) -> anyhow::Result<()> {
                 report.took.as_secs_f64()
             );
         },
+        |_, _| async {},
     )
     .await?;
     let longest = reports

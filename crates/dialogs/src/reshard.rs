@@ -14,8 +14,17 @@
 //!    one transaction, and announce it. Senders retrying find the target.
 //! 6. **Clean up**: delete the shard's rows at the source and its gate row.
 //!
-//! Copies are idempotent (`ON CONFLICT`), so a move that failed part-way is finished by
-//! running the command again. The pause a sender sees is steps 3-5, reported per shard.
+//! Copies are idempotent (`ON CONFLICT`). The pause a sender sees is steps 3-5, reported per
+//! shard.
+//!
+//! **A move that dies part-way finishes by itself.** Each move is recorded in
+//! `dialog_shard_moves` while the command holds a session advisory lock on the shard in the
+//! main database. A command that dies (killed, its machine gone) loses its connection and so
+//! the lock; every dialogs instance looks for such orphaned moves every second
+//! ([`finish_abandoned_moves`]) and settles each under the same lock: if the map already names
+//! the target, only the source's clean-up was left, and it is done; otherwise the move is
+//! undone (the source's gate reopens, the target's partial copy goes), and senders are served
+//! by the source again. Running the command again then starts the move afresh.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -117,6 +126,52 @@ async fn upsert_server(
     Ok(())
 }
 
+/// The advisory lock class of shard moves (the two-integer key form: `(class, shard)`).
+const MOVE_LOCK_CLASS: i32 = 0x5EA4D;
+
+/// Where a move is, for the hook [`move_shards`] calls after each step's work (tests stop a
+/// move there to prove it settles by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// The first full copy is at the target.
+    Copied,
+    /// Catch-up passes found little more.
+    CaughtUp,
+    /// The source's gate is closed: senders wait.
+    Frozen,
+    /// The last pass copied what arrived before the freeze.
+    LastPassDone,
+    /// The target's gate is open, the map still names the source.
+    TargetOpened,
+    /// The map names the target; the source still has the rows.
+    Switched,
+    /// The source's messages are gone, its dialogs and gate not yet.
+    SourceMessagesDeleted,
+}
+
+impl Checkpoint {
+    pub const ALL: [Checkpoint; 7] = [
+        Checkpoint::Copied,
+        Checkpoint::CaughtUp,
+        Checkpoint::Frozen,
+        Checkpoint::LastPassDone,
+        Checkpoint::TargetOpened,
+        Checkpoint::Switched,
+        Checkpoint::SourceMessagesDeleted,
+    ];
+
+    /// The step the move is in at this checkpoint, as recorded in `dialog_shard_moves.step`.
+    fn step(self) -> &'static str {
+        match self {
+            Checkpoint::Copied => "catch_up",
+            Checkpoint::CaughtUp => "freeze",
+            Checkpoint::Frozen | Checkpoint::LastPassDone => "last_pass",
+            Checkpoint::TargetOpened => "switch",
+            Checkpoint::Switched | Checkpoint::SourceMessagesDeleted => "clean_up",
+        }
+    }
+}
+
 /// What moving one logical shard did.
 #[derive(Debug, Clone)]
 pub struct MoveReport {
@@ -164,17 +219,21 @@ pub async fn choose_shards(
 }
 
 /// Moves each of `shards` to `target` (added to the servers if new), one after another,
-/// calling `progress` after each. `announce` tells running instances the map changed.
-pub async fn move_shards<A, Fut>(
+/// calling `progress` after each. `announce` tells running instances the map changed;
+/// `checkpoint` is awaited after each step's work (see [`Checkpoint`]).
+pub async fn move_shards<A, Fut, C, CFut>(
     database_url: &str,
     target: &ShardServer,
     shards: &[LogicalShard],
     announce: A,
     mut progress: impl FnMut(&MoveReport),
+    checkpoint: C,
 ) -> anyhow::Result<Vec<MoveReport>>
 where
     A: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
+    C: Fn(LogicalShard, Checkpoint) -> CFut,
+    CFut: std::future::Future<Output = ()>,
 {
     db::run_migrations(&target.url, crate::shard_migrations()).await?;
     let mut control = connect(database_url).await?;
@@ -182,95 +241,295 @@ where
     let target_db = connect(&target.url).await?;
     let mut reports = Vec::new();
     for &shard in shards {
-        let started = Instant::now();
-        let row = control
-            .query_one(
-                "SELECT m.server, s.url FROM dialog_shard_map m \
-                 JOIN dialog_shard_servers s ON s.name = m.server WHERE m.logical_shard = $1",
-                &[&shard.0],
+        // Held until this shard's move is over; a dead command's lock goes with its connection.
+        control
+            .execute(
+                "SELECT pg_advisory_lock($1, $2)",
+                &[&MOVE_LOCK_CLASS, &shard.0],
             )
             .await?;
-        let (from, source_url): (String, String) = (row.get(0), row.get(1));
-        if from == target.name {
-            // Already moved (a rerun after a failure): only the cleanup may be left.
-            continue;
+        // A move of this shard that died before: settle it first.
+        if settle_move(&control, shard).await?.is_some() {
+            announce().await;
         }
-        let source = connect(&source_url).await?;
-        let mut report = MoveReport {
+        let report = move_shard(
+            &mut control,
+            &target_db,
+            target,
             shard,
-            from: from.clone(),
-            to: target.name.clone(),
-            messages: 0,
-            dialogs: 0,
-            frozen: Duration::ZERO,
-            took: Duration::ZERO,
-        };
-        target_db
+            &announce,
+            &checkpoint,
+        )
+        .await?;
+        control
             .execute(
-                "INSERT INTO shard_gates (logical_shard, open) VALUES ($1, false) \
-                 ON CONFLICT (logical_shard) DO UPDATE SET open = false",
-                &[&shard.0],
+                "SELECT pg_advisory_unlock($1, $2)",
+                &[&MOVE_LOCK_CLASS, &shard.0],
             )
             .await?;
-        // 1-2. Copy, then catch up until little arrives between passes.
-        let mut since_id = 0;
-        let mut since_time = 0.0;
-        let mut first = true;
-        loop {
-            let pass_started = source_clock(&source).await?;
-            let (copied, last_id) = copy_messages(&source, &target_db, shard, since_id).await?;
-            let dialogs = copy_dialogs(
-                &source,
-                &target_db,
-                shard,
-                if first { None } else { Some(since_time) },
-            )
-            .await?;
-            report.messages += copied;
-            report.dialogs += dialogs;
-            since_id = last_id.max(since_id) - ID_RACE_WINDOW;
-            since_time = pass_started - 30.0;
-            if !first && copied < SETTLED {
-                break;
-            }
-            first = false;
+        if let Some(report) = report {
+            progress(&report);
+            reports.push(report);
         }
-        // 3. Freeze: waits for writes in flight; none can commit at the source after it.
-        let frozen_at = Instant::now();
-        source
-            .execute(
-                "UPDATE shard_gates SET open = false WHERE logical_shard = $1",
-                &[&shard.0],
-            )
-            .await?;
-        // 4. The last pass: nothing arrives any more.
-        let (copied, _) = copy_messages(&source, &target_db, shard, since_id).await?;
+    }
+    Ok(reports)
+}
+
+/// Moves one shard, recorded in `dialog_shard_moves` until it is over; `None` when the shard
+/// is at the target already.
+async fn move_shard<A, Fut, C, CFut>(
+    control: &mut Client,
+    target_db: &Client,
+    target: &ShardServer,
+    shard: LogicalShard,
+    announce: &A,
+    checkpoint: &C,
+) -> anyhow::Result<Option<MoveReport>>
+where
+    A: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+    C: Fn(LogicalShard, Checkpoint) -> CFut,
+    CFut: std::future::Future<Output = ()>,
+{
+    let started = Instant::now();
+    let row = control
+        .query_one(
+            "SELECT m.server, s.url FROM dialog_shard_map m \
+             JOIN dialog_shard_servers s ON s.name = m.server WHERE m.logical_shard = $1",
+            &[&shard.0],
+        )
+        .await?;
+    let (from, source_url): (String, String) = (row.get(0), row.get(1));
+    if from == target.name {
+        return Ok(None);
+    }
+    control
+        .execute(
+            "INSERT INTO dialog_shard_moves (logical_shard, source, target, step) \
+             VALUES ($1, $2, $3, 'copy')",
+            &[&shard.0, &from, &target.name],
+        )
+        .await?;
+    let source = connect(&source_url).await?;
+    let mut report = MoveReport {
+        shard,
+        from: from.clone(),
+        to: target.name.clone(),
+        messages: 0,
+        dialogs: 0,
+        frozen: Duration::ZERO,
+        took: Duration::ZERO,
+    };
+    target_db
+        .execute(
+            "INSERT INTO shard_gates (logical_shard, open) VALUES ($1, false) \
+             ON CONFLICT (logical_shard) DO UPDATE SET open = false",
+            &[&shard.0],
+        )
+        .await?;
+    // 1-2. Copy, then catch up until little arrives between passes.
+    let mut since_id = 0;
+    let mut since_time = 0.0;
+    let mut first = true;
+    loop {
+        let pass_started = source_clock(&source).await?;
+        let (copied, last_id) = copy_messages(&source, target_db, shard, since_id).await?;
+        let dialogs = copy_dialogs(
+            &source,
+            target_db,
+            shard,
+            if first { None } else { Some(since_time) },
+        )
+        .await?;
         report.messages += copied;
-        report.dialogs += copy_dialogs(&source, &target_db, shard, Some(since_time)).await?;
-        // 5. Switch: the target opens, then the map names it.
-        target_db
+        report.dialogs += dialogs;
+        since_id = last_id.max(since_id) - ID_RACE_WINDOW;
+        since_time = pass_started - 30.0;
+        if first {
+            reach(control, checkpoint, shard, Checkpoint::Copied).await?;
+        } else if copied < SETTLED {
+            break;
+        }
+        first = false;
+    }
+    reach(control, checkpoint, shard, Checkpoint::CaughtUp).await?;
+    // 3. Freeze: waits for writes in flight; none can commit at the source after it.
+    let frozen_at = Instant::now();
+    source
+        .execute(
+            "UPDATE shard_gates SET open = false WHERE logical_shard = $1",
+            &[&shard.0],
+        )
+        .await?;
+    reach(control, checkpoint, shard, Checkpoint::Frozen).await?;
+    // 4. The last pass: nothing arrives any more.
+    let (copied, _) = copy_messages(&source, target_db, shard, since_id).await?;
+    report.messages += copied;
+    report.dialogs += copy_dialogs(&source, target_db, shard, Some(since_time)).await?;
+    reach(control, checkpoint, shard, Checkpoint::LastPassDone).await?;
+    // 5. Switch: the target opens, then the map names it.
+    target_db
+        .execute(
+            "UPDATE shard_gates SET open = true WHERE logical_shard = $1",
+            &[&shard.0],
+        )
+        .await?;
+    reach(control, checkpoint, shard, Checkpoint::TargetOpened).await?;
+    let tx = control.transaction().await?;
+    tx.execute(
+        "UPDATE dialog_shard_map SET server = $2 WHERE logical_shard = $1",
+        &[&shard.0, &target.name],
+    )
+    .await?;
+    bump_map_version(&tx).await?;
+    tx.commit().await?;
+    report.frozen = frozen_at.elapsed();
+    announce().await;
+    reach(control, checkpoint, shard, Checkpoint::Switched).await?;
+    // 6. Clean up the source.
+    delete_shard_messages(&source, shard).await?;
+    reach(
+        control,
+        checkpoint,
+        shard,
+        Checkpoint::SourceMessagesDeleted,
+    )
+    .await?;
+    cleanup(&source, shard).await?;
+    control
+        .execute(
+            "DELETE FROM dialog_shard_moves WHERE logical_shard = $1",
+            &[&shard.0],
+        )
+        .await?;
+    report.took = started.elapsed();
+    Ok(Some(report))
+}
+
+/// Records the step a move is in, then lets the hook see the checkpoint.
+async fn reach<C, CFut>(
+    control: &Client,
+    checkpoint: &C,
+    shard: LogicalShard,
+    point: Checkpoint,
+) -> anyhow::Result<()>
+where
+    C: Fn(LogicalShard, Checkpoint) -> CFut,
+    CFut: std::future::Future<Output = ()>,
+{
+    control
+        .execute(
+            "UPDATE dialog_shard_moves SET step = $2, updated_at = now() WHERE logical_shard = $1",
+            &[&shard.0, &point.step()],
+        )
+        .await?;
+    checkpoint(shard, point).await;
+    Ok(())
+}
+
+/// How an abandoned move was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// The map named the target: the source was cleaned up.
+    Finished { shard: LogicalShard, step: String },
+    /// The map still named the source: its gate reopened and the target's copy went.
+    Undone { shard: LogicalShard, step: String },
+}
+
+/// Settles the recorded move of `shard`, if there is one. The caller holds the shard's move
+/// lock, so no living command is moving it.
+async fn settle_move(
+    control: &impl tokio_postgres::GenericClient,
+    shard: LogicalShard,
+) -> anyhow::Result<Option<Settled>> {
+    let Some(row) = control
+        .query_opt(
+            "SELECT mv.source, src.url, mv.target, tgt.url, mv.step, m.server \
+             FROM dialog_shard_moves mv \
+             JOIN dialog_shard_servers src ON src.name = mv.source \
+             JOIN dialog_shard_servers tgt ON tgt.name = mv.target \
+             JOIN dialog_shard_map m ON m.logical_shard = mv.logical_shard \
+             WHERE mv.logical_shard = $1",
+            &[&shard.0],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (source_url, target_name, target_url, step, owner): (
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+    let settled = if owner == target_name {
+        let source = connect(&source_url).await?;
+        delete_shard_messages(&source, shard).await?;
+        cleanup(&source, shard).await?;
+        Settled::Finished { shard, step }
+    } else {
+        // Senders first: the source has every acknowledged message, and nothing was written
+        // at the target, which the map never named.
+        let source = connect(&source_url).await?;
+        source
             .execute(
                 "UPDATE shard_gates SET open = true WHERE logical_shard = $1",
                 &[&shard.0],
             )
             .await?;
-        let tx = control.transaction().await?;
-        tx.execute(
-            "UPDATE dialog_shard_map SET server = $2 WHERE logical_shard = $1",
-            &[&shard.0, &target.name],
+        let target = connect(&target_url).await?;
+        target
+            .execute(
+                "DELETE FROM shard_gates WHERE logical_shard = $1",
+                &[&shard.0],
+            )
+            .await?;
+        delete_shard_messages(&target, shard).await?;
+        target
+            .execute("DELETE FROM dialogs WHERE logical_shard = $1", &[&shard.0])
+            .await?;
+        Settled::Undone { shard, step }
+    };
+    control
+        .execute(
+            "DELETE FROM dialog_shard_moves WHERE logical_shard = $1",
+            &[&shard.0],
         )
         .await?;
-        bump_map_version(&tx).await?;
+    Ok(Some(settled))
+}
+
+/// Settles every recorded move whose command is gone (its lock is free), each under that lock;
+/// returns what was settled. Called every second by each dialogs instance, so concurrent
+/// callers are expected: the lock lets one settle a move and the others skip it.
+pub async fn finish_abandoned_moves(control: &db::DbPool) -> anyhow::Result<Vec<Settled>> {
+    let mut connection = control.get().await?;
+    let shards: Vec<i32> = connection
+        .query("SELECT logical_shard FROM dialog_shard_moves", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut settled = Vec::new();
+    for shard in shards {
+        let tx = connection.transaction().await?;
+        let free: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1, $2)",
+                &[&MOVE_LOCK_CLASS, &shard],
+            )
+            .await?
+            .get(0);
+        if !free {
+            continue;
+        }
+        if let Some(done) = settle_move(&*tx, LogicalShard(shard)).await? {
+            settled.push(done);
+        }
         tx.commit().await?;
-        report.frozen = frozen_at.elapsed();
-        announce().await;
-        // 6. Clean up the source.
-        cleanup(&source, shard).await?;
-        report.took = started.elapsed();
-        progress(&report);
-        reports.push(report);
     }
-    Ok(reports)
+    Ok(settled)
 }
 
 /// The source server's clock, in seconds since the epoch (row timestamps are its own).
@@ -369,10 +628,10 @@ async fn copy_dialogs(
     Ok(copied)
 }
 
-/// Deletes a moved shard's rows at its old server, in batches, and its gate.
-async fn cleanup(source: &Client, shard: LogicalShard) -> anyhow::Result<()> {
+/// Deletes a shard's messages at one server, in batches.
+async fn delete_shard_messages(server: &Client, shard: LogicalShard) -> anyhow::Result<()> {
     loop {
-        let deleted = source
+        let deleted = server
             .execute(
                 "DELETE FROM messages WHERE ctid = ANY(ARRAY( \
                      SELECT ctid FROM messages WHERE logical_shard = $1 LIMIT $2))",
@@ -380,9 +639,13 @@ async fn cleanup(source: &Client, shard: LogicalShard) -> anyhow::Result<()> {
             )
             .await?;
         if deleted == 0 {
-            break;
+            return Ok(());
         }
     }
+}
+
+/// Deletes a moved shard's dialogs at its old server, and its gate (its messages went first).
+async fn cleanup(source: &Client, shard: LogicalShard) -> anyhow::Result<()> {
     source
         .execute("DELETE FROM dialogs WHERE logical_shard = $1", &[&shard.0])
         .await?;

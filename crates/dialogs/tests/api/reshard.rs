@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agora_dialogs::config::ShardServer;
-use agora_dialogs::reshard;
-use agora_dialogs::shards::map_channel;
+use agora_dialogs::reshard::{self, Checkpoint};
+use agora_dialogs::shards::{DialogKey, map_channel};
 use agora_platform::cache::{Redis, RedisConfig};
 use agora_platform::ids::UserId;
 use agora_platform::invalidation::Invalidations;
@@ -109,6 +109,7 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
         &chosen,
         || changes.announce(0),
         |_| {},
+        |_, _| async {},
     )
     .await
     .unwrap();
@@ -190,4 +191,196 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
         .unwrap()
         .get(0);
     assert!(on_target > 0);
+}
+
+/// Kills a move at each of its steps (the task running it is dropped with its connections, as
+/// a killed command's are) while two senders keep writing to a dialog of the shard. Each
+/// time, the dialogs service settles the move by itself within seconds, and every
+/// acknowledged message is in the dialog exactly once.
+#[tokio::test]
+async fn a_move_killed_at_any_step_settles_by_itself() {
+    let app = Arc::new(DialogsApp::spawn(16).await);
+    let target_database = shard_database(2).await;
+    let target = ShardServer {
+        name: "shard3".into(),
+        url: target_database.url.clone(),
+    };
+    let mut users: Vec<(UserId, String)> = Vec::new();
+    for at in 0..16 {
+        users.push(app.user(&format!("Переезжающий {at}")).await);
+    }
+    let changes = Invalidations::new(
+        Redis::new(&RedisConfig::for_url(redis_url())).unwrap(),
+        map_channel(&format!("{}:", app.namespace)),
+    );
+    for (round, stop_at) in Checkpoint::ALL.into_iter().enumerate() {
+        let shard = reshard::choose_shards(&app.main.url, "shard3", 1)
+            .await
+            .unwrap()[0];
+        let (a, b) = (0..users.len())
+            .flat_map(|a| (a + 1..users.len()).map(move |b| (a, b)))
+            .find(|&(a, b)| {
+                DialogKey::of(users[a].0, users[b].0)
+                    .unwrap()
+                    .logical_shard(16)
+                    == shard
+            })
+            .expect("a dialog on the shard");
+        let (a, b) = (users[a].clone(), users[b].clone());
+        for n in 0..20 {
+            app.send_ok(&a.1, b.0, &format!("r{round} history {n}"))
+                .await;
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+        let refused = Arc::new(Mutex::new(0usize));
+        let mut senders = Vec::new();
+        for sender in 0..2usize {
+            let (app, stop, acknowledged, refused) = (
+                app.clone(),
+                stop.clone(),
+                acknowledged.clone(),
+                refused.clone(),
+            );
+            let (from, to) = if sender == 0 {
+                (a.clone(), b.0)
+            } else {
+                (b.clone(), a.0)
+            };
+            senders.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let text = format!("r{round} s{sender}-{n}");
+                    if app.send(&from.1, to, &text).await.status() == StatusCode::OK {
+                        acknowledged.lock().await.push(text);
+                    } else {
+                        *refused.lock().await += 1;
+                    }
+                }
+            }));
+        }
+
+        let reached = Arc::new(tokio::sync::Notify::new());
+        let mover = {
+            let (url, target, reached) = (app.main.url.clone(), target.clone(), reached.clone());
+            let changes = changes.clone();
+            tokio::spawn(async move {
+                reshard::move_shards(
+                    &url,
+                    &target,
+                    &[shard],
+                    || changes.announce(0),
+                    |_| {},
+                    |_, point| {
+                        let reached = reached.clone();
+                        async move {
+                            if point == stop_at {
+                                reached.notify_one();
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                    },
+                )
+                .await
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(30), reached.notified())
+            .await
+            .unwrap_or_else(|_| panic!("the move never reached {stop_at:?}"));
+        mover.abort();
+        let killed = Instant::now();
+
+        // Sending to the shard works again, and the move is settled.
+        let sql = app.sql().await;
+        let recovered = loop {
+            let pending: i64 = sql
+                .query_one("SELECT count(*) FROM dialog_shard_moves", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if pending == 0
+                && app
+                    .send(&a.1, b.0, &format!("r{round} probe"))
+                    .await
+                    .status()
+                    == StatusCode::OK
+            {
+                acknowledged.lock().await.push(format!("r{round} probe"));
+                break killed.elapsed();
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(15),
+                "the move killed at {stop_at:?} was not settled"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        for sender in senders {
+            sender.await.unwrap();
+        }
+
+        let mut found: HashMap<String, usize> = HashMap::new();
+        for message in app.whole_dialog(&a.1, b.0).await {
+            *found
+                .entry(message["text"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        let acknowledged = acknowledged.lock().await.clone();
+        let lost = acknowledged
+            .iter()
+            .filter(|text| !found.contains_key(*text))
+            .count();
+        let duplicated = found.values().filter(|n| **n > 1).count();
+        let owner: String = sql
+            .query_one(
+                "SELECT server FROM dialog_shard_map WHERE logical_shard = $1",
+                &[&shard.0],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let finished = matches!(
+            stop_at,
+            Checkpoint::Switched | Checkpoint::SourceMessagesDeleted
+        );
+        assert_eq!(
+            owner == "shard3",
+            finished,
+            "killed at {stop_at:?}: the shard is on {owner}"
+        );
+        // The side that lost the shard keeps none of its rows.
+        let leftovers = if finished {
+            app.shards
+                .iter()
+                .map(|db| db.url.clone())
+                .collect::<Vec<_>>()
+        } else {
+            vec![target.url.clone()]
+        };
+        for url in leftovers {
+            let left: i64 = connect(&url)
+                .await
+                .query_one(
+                    "SELECT count(*) FROM messages WHERE logical_shard = $1",
+                    &[&shard.0],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(left, 0, "killed at {stop_at:?}: rows left behind");
+        }
+        let line = format!(
+            "killed at {stop_at:?}: {} by itself in {:.0} ms; {} acknowledged, {} refused, \
+             lost = {lost}, duplicated = {duplicated}",
+            if finished { "finished" } else { "undone" },
+            recovered.as_secs_f64() * 1e3,
+            acknowledged.len(),
+            refused.lock().await,
+        );
+        println!("{line}");
+        assert_eq!((lost, duplicated), (0, 0), "{line}");
+    }
 }
