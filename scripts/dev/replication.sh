@@ -12,20 +12,24 @@
 
 REPLICA_NODES=(n1 n2 n3)
 
-# Failover timing. pg_auto_failover's defaults suit machines on a network (a primary is
-# declared dead after 20 s and given 30 s to demote itself); on loopback a few seconds are
-# enough, which keeps the failover tests short. The primary's keeper demotes itself after
-# losing the monitor and its standbys for `network_partition_timeout`, so the monitor waits
-# longer than that (primary_demote_timeout) before promoting: never two primaries.
+# Failover timing (docs/replication.md, "Failover time"). pg_auto_failover's defaults suit
+# machines on a network (a primary is declared dead after 20 s and given 30 s to demote
+# itself); on loopback much less is enough. The primary's keeper demotes itself after losing
+# the monitor and its standbys for `network_partition_timeout` (1 s, plus its 1 s loop): at
+# most 2 s. The monitor promotes only after declaring the primary dead (1.5 s without a report
+# and a failed health check) and then waiting primary_demote_timeout (1 s) past the election
+# of the most advanced standby: at least 2.5 s. An isolated primary has stepped down before
+# another is promoted, so never two primaries; and with the synchronous quorum an isolated
+# primary cannot acknowledge a write anyway.
 REPLICA_MONITOR_SETTINGS=(
-  "pgautofailover.health_check_period=1000"
+  "pgautofailover.health_check_period=500"
   "pgautofailover.health_check_timeout=1000"
   "pgautofailover.health_check_retry_delay=500"
   "pgautofailover.health_check_max_retries=1"
-  "pgautofailover.node_considered_unhealthy_timeout=3000"
-  "pgautofailover.primary_demote_timeout=6000"
+  "pgautofailover.node_considered_unhealthy_timeout=1500"
+  "pgautofailover.primary_demote_timeout=1000"
 )
-REPLICA_NETWORK_PARTITION_TIMEOUT=3
+REPLICA_NETWORK_PARTITION_TIMEOUT=1
 
 # Where the formation lives: under the stack dir, or (as for the other servers) under
 # /var/tmp when the `postgres` user cannot traverse it.
@@ -86,6 +90,11 @@ replica_start_keeper() { # name pgdata create-args...
   postmaster="$(head -n1 "$pgdata/postmaster.pid" 2>/dev/null || true)"
   if [[ $postmaster =~ ^[0-9]+$ ]] && ! pid_alive "$postmaster"; then rm -f "$pgdata/postmaster.pid"; fi
   if [[ -s $pgdata/PG_VERSION ]]; then
+    # Settings may have changed since the node was made.
+    if [[ $name != monitor ]]; then
+      autoctl config set --pgdata "$pgdata" timeout.network_partition_timeout \
+        "$REPLICA_NETWORK_PARTITION_TIMEOUT" >/dev/null
+    fi
     spawn "$(replica_keeper_pidfile "$name")" "$log" runuser runuser -u postgres -- env \
       XDG_CONFIG_HOME="$REPLICA_HOME/config" XDG_DATA_HOME="$REPLICA_HOME/share" \
       XDG_RUNTIME_DIR="$REPLICA_HOME/run" pg_autoctl run --pgdata "$pgdata"
@@ -110,6 +119,36 @@ replica_settled() { # node: reported = assigned, and serving
     [[ $name == "$1" && $reported == "$goal" && $goal =~ ^(single|primary|secondary)$ ]] && return 0
   done < <(replication_states)
   return 1
+}
+
+# The monitor's database and extension exist. Quiet: a fresh monitor creates them a moment
+# after it starts accepting connections, and the psql error meanwhile is expected.
+replication_monitor_ready() {
+  replica_psql "$REPLICA_MONITOR_PORT" pg_auto_failover -o /dev/null \
+    -c "SELECT 1 FROM pgautofailover.formation" 2>/dev/null
+}
+
+# The node the monitor last assigned the primary's role, if any.
+replication_last_primary() {
+  local name
+  name="$(replica_psql "$REPLICA_MONITOR_PORT" pg_auto_failover -c \
+    "SELECT nodename FROM pgautofailover.node
+     WHERE goalstate IN ('single', 'primary', 'wait_primary', 'join_primary', 'apply_settings')
+     ORDER BY nodeid LIMIT 1" 2>/dev/null)" || return 1
+  [[ -n $name ]] && printf '%s\n' "$name"
+}
+
+# The node is serving in the primary's role it was assigned, as this run of the monitor sees
+# it: it reported in the last two seconds that its PostgreSQL runs, and the monitor's own
+# health check, made since the monitor started, reached it.
+replica_reporting() { # node
+  [[ "$(replica_psql "$REPLICA_MONITOR_PORT" pg_auto_failover -c \
+    "SELECT count(*) FROM pgautofailover.node
+     WHERE nodename = '$1' AND reporttime > now() - interval '2 seconds'
+       AND reportedpgisrunning AND health = 1
+       AND healthchecktime > pg_postmaster_start_time()
+       AND reportedstate = goalstate AND goalstate IN ('single', 'primary', 'wait_primary')" \
+    2>/dev/null)" == 1 ]]
 }
 
 replication_settled() {
@@ -145,16 +184,25 @@ replication_up() {
   replica_start_keeper monitor "$REPLICA_HOME/monitor" create monitor --pgport "$REPLICA_MONITOR_PORT"
   wait_until 60 "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$REPLICA_MONITOR_PORT" ||
     die "the pg_auto_failover monitor did not start (log: $LOGS/replica-monitor.log)"
-  wait_until 30 replica_psql "$REPLICA_MONITOR_PORT" pg_auto_failover -o /dev/null -c "SELECT 1 FROM pgautofailover.formation" ||
+  wait_until 30 replication_monitor_ready ||
     die "the monitor has no pgautofailover extension (log: $LOGS/replica-monitor.log)"
   local setting
   for setting in "${REPLICA_MONITOR_SETTINGS[@]}"; do
     replica_psql "$REPLICA_MONITOR_PORT" pg_auto_failover -c "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'" >/dev/null
   done
   replica_psql "$REPLICA_MONITOR_PORT" pg_auto_failover -c "SELECT pg_reload_conf()" >/dev/null
-  local node port
-  # Nodes that exist start together: a replica cannot settle before its primary runs, and
-  # which node is the primary is the monitor's business, not the start order's.
+  local node port first
+  # A restart from old data. The monitor still holds the last run's node states, in which
+  # every node's last report is old: as soon as any standby reports, the monitor takes the
+  # primary for dead and starts a failover, which the restart then interrupts (nodes left in
+  # stop_replication or demote_timeout). So the last primary starts alone, and the standbys
+  # only once the monitor hears from it again: with no standby reporting there is no
+  # failover candidate, and from then on the primary reports every second.
+  if first="$(replication_last_primary)" && [[ -s $REPLICA_HOME/$first/PG_VERSION ]]; then
+    replica_start_keeper "$first" "$REPLICA_HOME/$first"
+    wait_until 60 replica_reporting "$first" ||
+      die "the last primary $first did not report to the monitor (log: $LOGS/replica-$first.log)"
+  fi
   for node in "${REPLICA_NODES[@]}"; do
     [[ -s $REPLICA_HOME/$node/PG_VERSION ]] && replica_start_keeper "$node" "$REPLICA_HOME/$node"
   done
