@@ -411,14 +411,56 @@ struct Reading {
     in_recovery: bool,
     /// Replayed position on a replica, current position on a primary.
     lsn: Lsn,
-    /// Seconds since the last replayed transaction's commit on the primary.
-    replay_age: f64,
 }
 
 const CHECK: &str = "SELECT pg_is_in_recovery(), \
        (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END \
-        - '0/0'::pg_lsn)::bigint, \
-       coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8";
+        - '0/0'::pg_lsn)::bigint";
+
+/// The primary's WAL positions as the checks saw them, each with when it was first seen. A
+/// replica's lag in time is how long the primary has been at a position the replica has not
+/// replayed: time in which nothing was written is nobody's lag. (The age of the replica's last
+/// replayed commit, `pg_last_xact_replay_timestamp()`, is not: after 20 idle seconds the first
+/// write made every replica look 20 s behind and took them out of rotation.) Both readings
+/// come from this process's clock, so the servers' clocks need not agree.
+#[derive(Debug, Default)]
+struct PrimaryPositions {
+    seen: std::collections::VecDeque<(Lsn, Instant)>,
+}
+
+impl PrimaryPositions {
+    /// Positions kept at most; a replica behind the oldest kept is behind at least that long.
+    const KEPT: usize = 4096;
+
+    fn record(&mut self, lsn: Lsn, now: Instant) {
+        if self.seen.back().is_some_and(|(last, _)| *last >= lsn) {
+            return;
+        }
+        if self.seen.len() == Self::KEPT {
+            self.seen.pop_front();
+        }
+        self.seen.push_back((lsn, now));
+    }
+
+    fn latest(&self) -> Option<Lsn> {
+        self.seen.back().map(|(lsn, _)| *lsn)
+    }
+
+    /// How long a replica that has replayed up to `replayed` has been behind.
+    fn lag(&self, replayed: Lsn, now: Instant) -> Duration {
+        let first_missing = self.seen.partition_point(|(lsn, _)| *lsn <= replayed);
+        self.seen
+            .get(first_missing)
+            .map_or(Duration::ZERO, |(_, seen)| now.saturating_duration_since(*seen))
+    }
+
+    /// Forgets positions that every replica has replayed, keeping the latest.
+    fn forget_up_to(&mut self, replayed: Lsn) {
+        while self.seen.len() > 1 && self.seen.front().is_some_and(|(lsn, _)| *lsn <= replayed) {
+            self.seen.pop_front();
+        }
+    }
+}
 
 /// A dedicated connection per server for health checks, so a check never waits behind
 /// requests for a pooled one.
@@ -475,7 +517,6 @@ impl Checker {
         Ok(Reading {
             in_recovery: row.get(0),
             lsn: row.get::<_, i64>(1) as Lsn,
-            replay_age: row.get(2),
         })
     }
 }
@@ -491,7 +532,7 @@ async fn watch(replicas: Weak<Replicas>, primary_url: String, period: Duration, 
             .collect(),
         None => return,
     };
-    let mut primary_lsn: Option<Lsn> = None;
+    let mut positions = PrimaryPositions::default();
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -503,21 +544,37 @@ async fn watch(replicas: Weak<Replicas>, primary_url: String, period: Duration, 
         // The primary's position first: a replica's lag is measured against it. While the
         // primary cannot be read, the last known position stands.
         match primary.read().await {
-            Ok(reading) if !reading.in_recovery => primary_lsn = Some(reading.lsn),
+            Ok(reading) if !reading.in_recovery => positions.record(reading.lsn, Instant::now()),
             Ok(_) => tracing::debug!("the primary URL reached a server in recovery"),
             Err(error) => tracing::debug!(%error, "primary position unavailable"),
         }
         let readings =
             futures_util::future::join_all(checkers.iter_mut().map(|checker| checker.read())).await;
+        let now = Instant::now();
+        let mut slowest: Option<Lsn> = None;
         for (host, reading) in replicas.hosts.iter().zip(readings) {
-            judge(&replicas, host, reading, primary_lsn);
+            if let Ok(reading) = &reading
+                && reading.in_recovery
+            {
+                slowest = Some(slowest.map_or(reading.lsn, |lsn| lsn.min(reading.lsn)));
+            }
+            judge(&replicas, host, reading, &positions, now);
+        }
+        if let Some(slowest) = slowest {
+            positions.forget_up_to(slowest);
         }
         metrics::histogram!("db_replica_check_seconds").record(started.elapsed().as_secs_f64());
     }
 }
 
 /// Puts a replica in or out of rotation from one reading.
-fn judge(replicas: &Replicas, host: &Host, reading: Result<Reading, String>, primary: Option<Lsn>) {
+fn judge(
+    replicas: &Replicas,
+    host: &Host,
+    reading: Result<Reading, String>,
+    positions: &PrimaryPositions,
+    now: Instant,
+) {
     let reading = match reading {
         Ok(reading) => reading,
         Err(error) => {
@@ -534,14 +591,10 @@ fn judge(replicas: &Replicas, host: &Host, reading: Result<Reading, String>, pri
         metrics::gauge!("db_replica_lag_seconds", "host" => host.name).set(0.0);
         return host.take_out("the primary".to_owned());
     }
-    let lag_bytes = primary.map_or(0, |primary| primary.saturating_sub(reading.lsn));
-    // The age of the last replayed commit is lag only while something is left to replay: an
-    // idle replica that has everything is current however old its last commit.
-    let lag = if lag_bytes == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_secs_f64(reading.replay_age.max(0.0))
-    };
+    let lag_bytes = positions
+        .latest()
+        .map_or(0, |primary| primary.saturating_sub(reading.lsn));
+    let lag = positions.lag(reading.lsn, now);
     host.lag_bytes.store(lag_bytes, Ordering::Relaxed);
     host.lag_micros
         .store(lag.as_micros() as u64, Ordering::Relaxed);
@@ -560,5 +613,41 @@ fn judge(replicas: &Replicas, host: &Host, reading: Result<Reading, String>, pri
         ));
     } else {
         host.put_in(reading.lsn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_time_is_not_lag() {
+        let start = Instant::now();
+        let mut positions = PrimaryPositions::default();
+        positions.record(100, start);
+        // 30 s without writes: the replica that has 100 is current.
+        let idle = start + Duration::from_secs(30);
+        positions.record(100, idle);
+        assert_eq!(positions.lag(100, idle), Duration::ZERO);
+        // A write: the replica that has not replayed it yet is behind only since it was seen.
+        positions.record(200, idle);
+        let check = idle + Duration::from_millis(200);
+        assert_eq!(positions.lag(100, check), Duration::from_millis(200));
+        assert_eq!(positions.lag(200, check), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_replica_stuck_behind_is_behind_since_the_first_position_it_lacks() {
+        let start = Instant::now();
+        let mut positions = PrimaryPositions::default();
+        for n in 0..10u64 {
+            positions.record(100 + n, start + Duration::from_secs(n));
+        }
+        let now = start + Duration::from_secs(10);
+        assert_eq!(positions.lag(104, now), Duration::from_secs(5));
+        positions.forget_up_to(104);
+        assert_eq!(positions.lag(104, now), Duration::from_secs(5));
+        assert_eq!(positions.seen.len(), 5);
+        assert_eq!(positions.latest(), Some(109));
     }
 }

@@ -18,18 +18,50 @@ use tokio::sync::Mutex;
 
 use crate::common::{DialogsApp, connect, redis_url, shard_database};
 
-#[tokio::test]
-async fn resharding_under_load_loses_and_duplicates_nothing() {
+/// Dialogs on 16 logical shards over two servers, a third server to move shards to, `count`
+/// users, and the channel that announces map changes.
+struct Setup {
+    app: Arc<DialogsApp>,
+    /// Dropped with the test.
+    target_database: agora_platform::testing::TestDatabase,
+    target: ShardServer,
+    users: Vec<(UserId, String)>,
+    changes: Invalidations,
+}
+
+async fn setup(count: usize, name: &str) -> Setup {
     let app = Arc::new(DialogsApp::spawn(16).await);
     let target_database = shard_database(2).await;
     let target = ShardServer {
         name: "shard3".into(),
         url: target_database.url.clone(),
     };
-    let mut users: Vec<(UserId, String)> = Vec::new();
-    for at in 0..12 {
-        users.push(app.user(&format!("Пишущий {at}")).await);
+    let mut users = Vec::new();
+    for at in 0..count {
+        users.push(app.user(&format!("{name} {at}")).await);
     }
+    let changes = Invalidations::new(
+        Redis::new(&RedisConfig::for_url(redis_url())).unwrap(),
+        map_channel(&format!("{}:", app.namespace)),
+    );
+    Setup {
+        app,
+        target_database,
+        target,
+        users,
+        changes,
+    }
+}
+
+#[tokio::test]
+async fn resharding_under_load_loses_and_duplicates_nothing() {
+    let Setup {
+        app,
+        target_database: _target_database,
+        target,
+        users,
+        changes,
+    } = setup(12, "Пишущий").await;
     let users = Arc::new(users);
     // Some history first, so there is something to copy.
     for at in 0..120 {
@@ -99,10 +131,6 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
         .await
         .unwrap();
     assert_eq!(chosen.len(), 8);
-    let changes = Invalidations::new(
-        Redis::new(&RedisConfig::for_url(redis_url())).unwrap(),
-        map_channel(&format!("{}:", app.namespace)),
-    );
     let reports = reshard::move_shards(
         &app.main.url,
         &target,
@@ -199,20 +227,13 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
 /// acknowledged message is in the dialog exactly once.
 #[tokio::test]
 async fn a_move_killed_at_any_step_settles_by_itself() {
-    let app = Arc::new(DialogsApp::spawn(16).await);
-    let target_database = shard_database(2).await;
-    let target = ShardServer {
-        name: "shard3".into(),
-        url: target_database.url.clone(),
-    };
-    let mut users: Vec<(UserId, String)> = Vec::new();
-    for at in 0..16 {
-        users.push(app.user(&format!("Переезжающий {at}")).await);
-    }
-    let changes = Invalidations::new(
-        Redis::new(&RedisConfig::for_url(redis_url())).unwrap(),
-        map_channel(&format!("{}:", app.namespace)),
-    );
+    let Setup {
+        app,
+        target_database: _target_database,
+        target,
+        users,
+        changes,
+    } = setup(16, "Переезжающий").await;
     for (round, stop_at) in Checkpoint::ALL.into_iter().enumerate() {
         let shard = reshard::choose_shards(&app.main.url, "shard3", 1)
             .await

@@ -772,3 +772,34 @@ async fn failover_under_writes_loses_no_acknowledged_write() {
         rejoined.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn an_idle_primary_does_not_make_its_replicas_look_behind() {
+    let _turn = FORMATION.lock().await;
+    let formation = formation();
+    formation.heal().await;
+    let (_, standbys) = formation.roles().await;
+    let app = app_on_formation(&formation, &standbys, |config| {
+        config.database.replica_max_lag_ms = 1_000;
+    })
+    .await;
+    let (_, token) = app.user("Ида", "Простоева").await;
+    for name in &standbys {
+        wait_in_rotation(&app, name, true).await;
+    }
+    // Three times the lag limit without a write on this database, then writes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut left = Vec::new();
+    for n in 0..20 {
+        app.post(&token, &format!("after the quiet {n}")).await;
+        let states = replica_states(&app).await;
+        for name in &standbys {
+            if states[name]["in_rotation"] != json!(true) {
+                left.push(format!("{name}: {}", states[name]));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("after 3 s idle and 20 writes, replicas out of rotation: {left:?}");
+    assert!(left.is_empty(), "a replica left rotation: {left:?}");
+}
