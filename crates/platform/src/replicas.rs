@@ -451,7 +451,9 @@ impl PrimaryPositions {
         let first_missing = self.seen.partition_point(|(lsn, _)| *lsn <= replayed);
         self.seen
             .get(first_missing)
-            .map_or(Duration::ZERO, |(_, seen)| now.saturating_duration_since(*seen))
+            .map_or(Duration::ZERO, |(_, seen)| {
+                now.saturating_duration_since(*seen)
+            })
     }
 
     /// Forgets positions that every replica has replayed, keeping the latest.
