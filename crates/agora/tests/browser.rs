@@ -506,6 +506,9 @@ async fn two_people_use_the_social_network_in_a_browser() {
         .await
         .unwrap()
         .get(0);
+    sql.execute("SELECT pg_notify('feed_outbox', '')", &[])
+        .await
+        .unwrap();
     platform.start_server().await;
     bob.wait_for_text("Written while you were away").await;
     bob.find("#feed[data-connected='true']").await;

@@ -19,6 +19,14 @@ struct Server {
 
 impl Server {
     async fn start(database: &TestDatabase, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_stdout(database, extra, Stdio::null()).await
+    }
+
+    async fn start_with_stdout(
+        database: &TestDatabase,
+        extra: &[(&str, &str)],
+        stdout: Stdio,
+    ) -> Self {
         let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let ops: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
@@ -35,7 +43,7 @@ impl Server {
             .env("AGORA_LISTEN", address.to_string())
             .env("AGORA_OPS_LISTEN", ops.to_string())
             .env("AGORA_LOG", "warn")
-            .stdout(Stdio::null());
+            .stdout(stdout);
         for (name, value) in extra {
             command.env(name, value);
         }
@@ -167,4 +175,116 @@ async fn sigterm_reports_not_ready_and_keeps_serving_while_draining() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whoever reads the server's stdout (a terminal, a container runtime, a log shipper) stops
+/// reading: the pipe fills, and requests must neither stall nor slow down. Each request below
+/// writes an access line; the pipe holds about 300 of them.
+#[tokio::test]
+async fn a_stalled_log_reader_does_not_stall_requests() {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let database = TestDatabase::create("social", agora_social::migrations).await;
+    let mut server = Server::start_with_stdout(
+        &database,
+        &[("AGORA_LOG", "info"), ("AGORA_LOG_BUFFER_LINES", "1024")],
+        Stdio::piped(),
+    )
+    .await;
+    let mut stdout = server.child.stdout.take().unwrap();
+    let paused = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let paused = paused.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 65536];
+            loop {
+                if paused.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                match stdout.read(&mut buffer) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+    };
+    // Requests that each log an access line ("request finished", a 404).
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let run = |label: &'static str| {
+        let (client, url) = (client.clone(), server.url("/no/such/page"));
+        async move {
+            let started = Instant::now();
+            let mut latencies = Vec::new();
+            let mut tasks = Vec::new();
+            for _ in 0..8 {
+                let (client, url) = (client.clone(), url.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    for _ in 0..300 {
+                        let sent = Instant::now();
+                        let response = client.get(&url).send().await.expect("an answer");
+                        assert_eq!(response.status(), 404);
+                        mine.push(sent.elapsed());
+                    }
+                    mine
+                }));
+            }
+            for task in tasks {
+                latencies.extend(task.await.unwrap());
+            }
+            let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+            latencies.sort();
+            let p99 = latencies[latencies.len() * 99 / 100];
+            println!(
+                "{label}: {rate:.0} requests/s, p99 {:.2} ms",
+                p99.as_secs_f64() * 1e3
+            );
+            (rate, p99)
+        }
+    };
+    let (calm_rate, calm_p99) = run("reader reading").await;
+    paused.store(true, Ordering::Relaxed);
+    let (stalled_rate, stalled_p99) = run("reader stopped").await;
+    // The count of dropped lines is published once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", server.ops))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("log_lines_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0);
+    paused.store(false, Ordering::Relaxed);
+    let (calm_again, _) = run("reader reading again (for the noise)").await;
+    println!(
+        "stalled/calm: rate {:.2}, p99 {:.2}; {dropped} log lines dropped",
+        stalled_rate / calm_rate.max(calm_again),
+        stalled_p99.as_secs_f64() / calm_p99.as_secs_f64()
+    );
+    assert!(
+        dropped > 0.0,
+        "the writer never dropped a line: was the pipe ever full?"
+    );
+    // Same two cores, same run: a stall would be seconds, not a few per cent. The bounds leave
+    // room for the machine's noise.
+    assert!(
+        stalled_rate >= 0.5 * calm_rate.min(calm_again),
+        "requests slowed down while the log reader stalled"
+    );
+    assert!(
+        stalled_p99 <= calm_p99 * 3 + Duration::from_millis(20),
+        "p99 grew while the log reader stalled"
+    );
+    drop(server);
+    let _ = reader.join();
 }

@@ -87,7 +87,8 @@ async fn insert_author(sql: &tokio_postgres::Client) -> i64 {
     .get(0)
 }
 
-/// Posts as the server does (post and outbox row in one transaction); returns the post id.
+/// Posts as the server does (post and outbox row in one transaction, then a wake for the
+/// relay); returns the post id.
 async fn post(sql: &tokio_postgres::Client, author: i64) -> i64 {
     let row = sql
         .query_one(
@@ -97,6 +98,10 @@ async fn post(sql: &tokio_postgres::Client, author: i64) -> i64 {
              SELECT id FROM p",
             &[&author],
         )
+        .await
+        .unwrap();
+    // The server wakes the relay after the commit, the same way.
+    sql.execute("SELECT pg_notify('feed_outbox', '')", &[])
         .await
         .unwrap();
     row.get(0)

@@ -310,4 +310,25 @@ pub struct TelemetryConfig {
     /// Log filter in `tracing` syntax, e.g. `info,agora_social=debug`.
     #[arg(long = "log", env = "AGORA_LOG", default_value = "info")]
     pub log_filter: String,
+
+    /// Which requests get an access line ("request finished", at INFO): `all`, `errors`
+    /// (4xx, 5xx and requests slower than a second) or `off`. Failures (5xx) are logged as
+    /// errors whatever this says.
+    #[arg(long = "access-log", env = "AGORA_ACCESS_LOG", value_enum, default_value_t = AccessLog::All)]
+    pub access_log: AccessLog,
+
+    /// Log lines waiting for stdout at most. Lines are written by a thread of their own: when
+    /// whoever reads stdout stalls, lines beyond this are dropped and counted
+    /// (`log_lines_dropped_total`), and requests never wait for the reader.
+    #[arg(long = "log-buffer-lines", env = "AGORA_LOG_BUFFER_LINES", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u64).range(16..=10_000_000))]
+    pub log_buffer_lines: u64,
+}
+
+/// Which requests get an access line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLog {
+    All,
+    Errors,
+    Off,
 }

@@ -121,7 +121,7 @@ async fn observe(request: Request, next: Next) -> Response {
         tracing::error!(status, route, latency_us, "request failed");
     } else if route == "/metrics" || route == "/health" || route == "/ready" {
         tracing::debug!(status, route, latency_us, "request finished");
-    } else {
+    } else if crate::telemetry::wants_access_line(status, elapsed) {
         tracing::info!(status, route, latency_us, "request finished");
     }
     let headers = response.headers_mut();
@@ -331,6 +331,13 @@ where
             .map(|axum::extract::Query(value)| QueryParams(value))
             .map_err(|rejection: QueryRejection| ApiError::invalid_input(rejection.body_text()))
     }
+}
+
+/// Whether a form-encoded body (`application/x-www-form-urlencoded`) is UTF-8 and decodes to
+/// UTF-8: the form extractor decodes lossily too, so a web form would store U+FFFD where the
+/// API answers 400.
+pub fn form_decodes_to_utf8(body: &[u8]) -> bool {
+    std::str::from_utf8(body).is_ok_and(decodes_to_utf8)
 }
 
 /// Whether a form-encoded query decodes to UTF-8. The query extractor decodes lossily, turning

@@ -4,9 +4,9 @@
 //! The relay takes a batch of committed rows with `FOR UPDATE SKIP LOCKED` (several relays may
 //! run; each takes other rows), publishes them as persistent messages, waits for every confirm,
 //! deletes them and commits. A crash in between leaves the rows to be published again:
-//! delivery is at least once, so consumers must be idempotent. Writers `NOTIFY` a channel after
-//! inserting; the relay wakes on it, and polls as a safety net for notifications lost while its
-//! listening connection was down.
+//! delivery is at least once, so consumers must be idempotent. Writers wake the relay with a
+//! `NOTIFY` after their transaction committed ([`OutboxWaker`]); the relay also polls, as a
+//! safety net for notifications lost while its listening connection was down.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +101,70 @@ async fn relay_batch<O: Outbox>(
     tx.execute(outbox.delete_batch(), &[&ids]).await?;
     tx.commit().await?;
     Ok(ids.len())
+}
+
+/// Wakes a relay that LISTENs on `channel` after a write committed an outbox row.
+///
+/// The NOTIFY is sent by the application after the commit, on a connection of its own, never
+/// inside the write's transaction: a transaction that notifies holds a lock on the whole
+/// database from its pre-commit until it ends, including the wait for a synchronous replica,
+/// so a NOTIFY in every post made every post commit wait for the one before it to reach a
+/// replica. A notifying transaction of its own writes no WAL and so waits for no replica.
+/// Wakes that come while a NOTIFY is on its way are folded into the next one: a burst of
+/// writes costs a few notifications, not one each. A NOTIFY that fails is only a delay: the
+/// relay also polls. Cheap to clone.
+#[derive(Clone)]
+pub struct OutboxWaker {
+    inner: Arc<WakerInner>,
+}
+
+struct WakerInner {
+    pool: DbPool,
+    channel: String,
+    pending: Notify,
+}
+
+impl OutboxWaker {
+    pub fn new(pool: DbPool, channel: &str) -> Self {
+        Self {
+            inner: Arc::new(WakerInner {
+                pool,
+                channel: channel.to_owned(),
+                pending: Notify::new(),
+            }),
+        }
+    }
+
+    /// Asks for a NOTIFY; call after the transaction that wrote outbox rows committed.
+    pub fn wake(&self) {
+        self.inner.pending.notify_one();
+    }
+
+    /// Sends the NOTIFYs asked for until `stop` turns true. Runs for the life of the server.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = self.inner.pending.notified() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            if let Err(error) = self.notify().await {
+                metrics::counter!("outbox_wakes_failed_total").increment(1);
+                tracing::debug!(%error, channel = %self.inner.channel,
+                    "could not wake the relay; it finds the rows at its next poll");
+            }
+        }
+    }
+
+    async fn notify(&self) -> anyhow::Result<()> {
+        let connection = self.inner.pool.get().await?;
+        let statement = connection
+            .prepare_cached("SELECT pg_notify($1, '')")
+            .await?;
+        connection
+            .execute(&statement, &[&self.inner.channel])
+            .await?;
+        Ok(())
+    }
 }
 
 /// A dedicated connection that LISTENs on `channel`: the Notify fires on each notification.

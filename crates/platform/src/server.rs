@@ -44,6 +44,59 @@ impl Draining {
     }
 }
 
+/// Descriptors kept out of the connection cap for everything else a server holds open:
+/// database and Redis pools, the broker, listeners, log files. A tenth of the limit, between
+/// these bounds.
+const RESERVED_FILES: (u64, u64) = (64, 1024);
+
+/// The connection cap that fits under the process's open-file limit, so that the cap answers
+/// 503 before `accept` starts failing with "too many open files" (which leaves new clients
+/// waiting for a timeout instead). A configured cap above what fits is lowered, with a warning.
+fn fit_connection_cap(configured: u32, open_files: Option<u64>) -> u32 {
+    let Some(open_files) = open_files else {
+        return configured;
+    };
+    let reserved = (open_files / 10).clamp(RESERVED_FILES.0, RESERVED_FILES.1);
+    let fits = u32::try_from(open_files.saturating_sub(reserved).max(1)).unwrap_or(u32::MAX);
+    if configured > fits {
+        tracing::warn!(
+            configured,
+            open_files,
+            cap = fits,
+            "AGORA_MAX_CONNECTIONS does not fit under the open-file limit; lowered"
+        );
+        fits
+    } else {
+        tracing::info!(cap = configured, open_files, "connection cap");
+        configured
+    }
+}
+
+/// The process's open-file limit, raised first to its hard limit (the soft default of 1024 is
+/// a relic the kernel keeps for old `select` users, which this server is not).
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
 /// One listener and the router it serves.
 pub struct Endpoint {
     pub listener: TcpListener,
@@ -57,7 +110,9 @@ pub async fn serve(
     draining: Draining,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let connections = Arc::new(Semaphore::new(config.max_connections as usize));
+    let cap = fit_connection_cap(config.max_connections, open_file_limit());
+    metrics::gauge!("http_connection_cap").set(f64::from(cap));
+    let connections = Arc::new(Semaphore::new(cap as usize));
     let (stop_accepting_tx, stop_accepting) = watch::channel(false);
     let (close_tx, close) = watch::channel(false);
     let mut acceptors = Vec::new();
@@ -88,8 +143,7 @@ pub async fn serve(
     // Connections finish their current request and close.
     let _ = close_tx.send(true);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    let all = config.max_connections;
-    if tokio::time::timeout(grace, connections.acquire_many(all))
+    if tokio::time::timeout(grace, connections.acquire_many(cap))
         .await
         .is_err()
     {
@@ -217,14 +271,15 @@ fn handle(
 
 /// A clear answer to a client over the connection cap, instead of a silent reset.
 async fn refuse(mut stream: TcpStream) {
+    let request_id = crate::http::fresh_request_id();
     let body = envelope_json(
         ErrorCode::Overloaded,
         "too many open connections; retry shortly",
-        Some(crate::http::fresh_request_id()),
+        Some(request_id.clone()),
     );
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
-         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+         x-request-id: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -298,10 +353,14 @@ fn enveloped_library_error(head: &[u8]) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let body = envelope_json(code, message, Some(crate::http::fresh_request_id()));
+    // The same id in the header as in the body, as on every other answer: the request never
+    // reached the middleware that sets it.
+    let request_id = crate::http::fresh_request_id();
+    let body = envelope_json(code, message, Some(request_id.clone()));
     Some(
         format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n\
+             x-request-id: {request_id}\r\nx-content-type-options: nosniff\r\n\
              content-length: {}\r\n\r\n{body}",
             body.len()
         )
@@ -370,6 +429,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_connection_cap_fits_under_the_open_file_limit() {
+        // The probe's case: a cap equal to the limit never fired before accept failed.
+        assert_eq!(fit_connection_cap(20_000, Some(20_000)), 18_976);
+        assert_eq!(fit_connection_cap(1_000, Some(1_048_576)), 1_000);
+        assert_eq!(fit_connection_cap(20_000, Some(1_024)), 922);
+        assert_eq!(fit_connection_cap(20_000, None), 20_000);
+        assert_eq!(fit_connection_cap(20_000, Some(10)), 1);
+    }
+
+    #[test]
     fn library_error_heads_get_the_envelope() {
         let head = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 18:00:00 GMT\r\n\r\n";
         let swapped = String::from_utf8(enveloped_library_error(head).unwrap()).unwrap();
@@ -378,6 +447,11 @@ mod tests {
             serde_json::from_str(swapped.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_eq!(body["code"], ErrorCode::HeadersTooLarge as u16);
         assert!(body["message"].as_str().unwrap().contains("too large"));
+        let header = format!(
+            "\r\nx-request-id: {}\r\n",
+            body["request_id"].as_str().unwrap()
+        );
+        assert!(swapped.contains(&header), "{swapped}");
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl RedisCarts {
 
     async fn read_lines(
         &self,
-        connection: &mut redis::aio::ConnectionManager,
+        connection: &mut agora_platform::cache::Connection,
         user: i64,
     ) -> Result<Vec<CartLine>, CacheError> {
         let flat: Vec<(i64, i32)> = redis::cmd("HGETALL")

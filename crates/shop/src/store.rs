@@ -496,7 +496,7 @@ impl Store {
         if let Some(idempotency) = idempotency {
             Self::remember(&tx, user, idempotency, &body).await?;
         }
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
         Ok((body, false))
     }
 
@@ -631,7 +631,7 @@ impl Store {
         if let Some(idempotency) = idempotency {
             Self::remember(&tx, user, idempotency, &body).await?;
         }
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
         Ok((body, false))
     }
 
@@ -760,7 +760,7 @@ impl Store {
         if let Some(idempotency) = idempotency {
             Self::remember(&tx, user, idempotency, &body).await?;
         }
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
         Ok((body, false))
     }
 

@@ -22,6 +22,9 @@ pub enum SocialError {
     /// Too many failed logins: retry after this many seconds.
     #[error("too many failed logins")]
     TooManyAttempts(u32),
+    /// The user holds as many live sockets on this instance as one user may.
+    #[error("too many live sockets")]
+    TooManySockets(usize),
     #[error(transparent)]
     Database(#[from] DbError),
     #[error(transparent)]
@@ -81,6 +84,13 @@ impl IntoResponse for SocialError {
             SocialError::TooManyAttempts(secs) => ApiError::too_many_requests(
                 format!("too many failed logins; retry in {secs} s"),
                 secs,
+            ),
+            SocialError::TooManySockets(limit) => ApiError::too_many_requests(
+                format!(
+                    "this user already holds {limit} live feed sockets, the most allowed; \
+                     close one before opening another"
+                ),
+                5,
             ),
             SocialError::Database(error) => error.into(),
             SocialError::Hashing(HashingError::Overloaded) => {

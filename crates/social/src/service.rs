@@ -80,6 +80,7 @@ impl SocialService {
             config.live.resolve_instance_id(),
             presence,
             config.live.socket_buffer as usize,
+            config.live.sockets_per_user as usize,
         );
         Ok(Self {
             inner: std::sync::Arc::new(ServiceState {
@@ -116,6 +117,11 @@ impl SocialService {
 
     pub fn database(&self) -> &Database {
         self.store.database()
+    }
+
+    /// Sends the NOTIFYs that wake the feed worker after writes; run it beside the server.
+    pub fn relay_waker(&self) -> &agora_platform::outbox::OutboxWaker {
+        self.store.relay_waker()
     }
 
     pub fn feed(&self) -> &FeedReader {

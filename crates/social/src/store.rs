@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use agora_platform::db::{self, Connection, DbError, DbPool};
+use agora_platform::outbox::OutboxWaker;
 use agora_platform::replicas::{Database, Freshness};
 use time::Date;
 use tokio_postgres::Row;
@@ -106,15 +107,32 @@ pub struct Store {
     db: Database,
     pool: DbPool,
     search_order: SearchOrder,
+    /// Wakes the feed worker's relay after a write committed outbox rows; its `run` task must
+    /// be running for that (the worker polls anyway).
+    relay: OutboxWaker,
 }
+
+/// The channel the feed worker's relay LISTENs on.
+pub const FEED_OUTBOX_CHANNEL: &str = "feed_outbox";
 
 impl Store {
     pub fn new(db: Database) -> Self {
         Self {
             pool: db.primary().clone(),
+            relay: OutboxWaker::new(db.primary().clone(), FEED_OUTBOX_CHANNEL),
             db,
             search_order: SearchOrder::Name,
         }
+    }
+
+    /// What sends the wakes of [`Store::wake_relay`]: run it beside the server.
+    pub fn relay_waker(&self) -> &OutboxWaker {
+        &self.relay
+    }
+
+    /// A write committed outbox rows: wake the relay (after the commit, never inside it).
+    fn wake_relay(&self) {
+        self.relay.wake();
     }
 
     pub fn with_search_order(self, search_order: SearchOrder) -> Self {
@@ -348,7 +366,8 @@ impl Store {
             )
             .await?;
         }
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
+        self.wake_relay();
         self.db.written(&db, user_id).await;
         Ok(true)
     }
@@ -390,7 +409,8 @@ impl Store {
             )
             .await?;
         }
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
+        self.wake_relay();
         self.db.written(&db, user_id).await;
         Ok(ended)
     }
@@ -428,7 +448,8 @@ impl Store {
             )
             .await?;
         tx.execute(&statement, &[&author_id, &id]).await?;
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
+        self.wake_relay();
         self.db.written(&db, author_id).await;
         Ok(id)
     }
@@ -475,7 +496,8 @@ impl Store {
                 .await?;
             tx.execute(&statement, &[&author_id, &id, &version]).await?;
         }
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
+        self.wake_relay();
         if version.is_some() {
             self.db.written(&db, author_id).await;
         }
@@ -495,7 +517,8 @@ impl Store {
         if changed > 0 {
             append_outbox(&tx, FeedEventKind::PostDeleted, author_id, id, None).await?;
         }
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
+        self.wake_relay();
         if changed > 0 {
             self.db.written(&db, author_id).await;
         }

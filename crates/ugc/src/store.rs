@@ -240,7 +240,7 @@ impl Store {
         .await?;
         rate_in(&tx, author, film, fields.score, at).await?;
         let review = review_in(&tx, film, author, Some(author)).await?;
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
         review.ok_or_else(|| DbError::Unavailable("the review vanished".into()))
     }
 
@@ -391,7 +391,7 @@ impl Store {
             .await?;
         }
         let review = review_in(&tx, film, author, Some(voter)).await?;
-        db::commit(tx).await?;
+        db::commit(&self.pool, tx).await?;
         Ok(review)
     }
 

@@ -210,13 +210,19 @@ pub fn encode_component(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// Where to go after signing in: only a path of this site (`/…`, not `//host`). Browsers drop
-/// tabs and newlines from a `Location` (`/\t/evil` becomes `//evil`) and read `\` as `/`, so a
-/// path with either, or any other control character or a space, is refused.
+/// The longest `next` kept; a page of this site has no longer path. Beyond it, the sign-in
+/// goes home instead of echoing a client's 150 KB into a `Location` header.
+pub const MAX_NEXT_BYTES: usize = 2048;
+
+/// Where to go after signing in: only a path of this site (`/…`, not `//host`), of at most
+/// [`MAX_NEXT_BYTES`]. Browsers drop tabs and newlines from a `Location` (`/\t/evil` becomes
+/// `//evil`) and read `\` as `/`, so a path with either, or any other control character or a
+/// space, is refused.
 pub fn local_target(next: Option<&str>) -> &str {
     match next {
         Some(path)
-            if path.starts_with('/')
+            if path.len() <= MAX_NEXT_BYTES
+                && path.starts_with('/')
                 && !path.starts_with("//")
                 && path
                     .bytes()
@@ -250,6 +256,10 @@ mod tests {
             assert_eq!(local_target(Some(outside)), "/", "{outside}");
         }
         assert_eq!(local_target(None), "/");
+        let long = format!("/people/{}", "1".repeat(150 * 1024));
+        assert_eq!(local_target(Some(&long)), "/", "a 150 KB next");
+        let longest = format!("/{}", "a".repeat(MAX_NEXT_BYTES - 1));
+        assert_eq!(local_target(Some(&longest)), longest);
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Outbox for FeedOutbox {
     type Message = FeedEvent;
 
     fn notify_channel(&self) -> &str {
-        "feed_outbox"
+        crate::store::FEED_OUTBOX_CHANNEL
     }
 
     fn select_batch(&self) -> &str {

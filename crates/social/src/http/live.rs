@@ -104,7 +104,13 @@ pub async fn posted(
     let heartbeat = service.live_heartbeat();
     // Registered and announced before the handshake completes: a post made once the client
     // holds an open socket is routed to it.
-    let subscription = service.live().subscribe(me, socket_session);
+    let subscription =
+        service
+            .live()
+            .subscribe(me, socket_session)
+            .ok_or(SocialError::TooManySockets(
+                service.live().sockets_per_user(),
+            ))?;
     if !service.live().announce(me).await {
         return Err(SocialError::Cache(CacheError::Unavailable(
             "the live feed cannot record this connection now".into(),

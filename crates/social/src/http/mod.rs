@@ -35,7 +35,8 @@ pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoin
     let redis = service.feed().cache().redis().clone();
     let outbox_service = service.clone();
     let ops = OpsEndpoints::default()
-        .check("postgres", db::readiness_check(pool))
+        .check("postgres", db::readiness_check(pool.clone()))
+        .optional_check("postgres_commits", db::commit_check(pool))
         .optional_check("redis", move || {
             let redis = redis.clone();
             Box::pin(async move { redis.ping().await.map_err(|error| error.to_string()) })
@@ -105,6 +106,7 @@ pub fn service_of(service: SocialService, config: &SocialConfig) -> anyhow::Resu
     let revocations = sessions.revocations();
     let socket_sessions = service.sessions().clone();
     let local_posts = service.feed().cache().local_posts().clone();
+    let relay_waker = service.relay_waker().clone();
     let (live_stop_tx, live_stop) = tokio::sync::watch::channel(false);
     let live = crate::live::consumer::spawn(
         config.live.clone(),
@@ -131,6 +133,7 @@ pub fn service_of(service: SocialService, config: &SocialConfig) -> anyhow::Resu
             }
         })
         .background(move |stop| local_posts.listen(stop))
+        .background(move |stop| relay_waker.run(stop))
         .on_shutdown(move || {
             // Upgraded sockets are not connections graceful shutdown waits for: close them.
             closing_hub.close_all();

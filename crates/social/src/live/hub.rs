@@ -50,6 +50,8 @@ struct Inner {
     instance: String,
     presence: Presence,
     buffer: usize,
+    /// Sockets one user may hold here.
+    per_user: usize,
     sockets: Mutex<HashMap<i64, Vec<Subscriber>>>,
     next_id: AtomicU64,
     /// Turns true when the server shuts down: sessions then close their sockets.
@@ -89,13 +91,14 @@ pub struct Subscription {
 }
 
 impl LiveHub {
-    pub fn new(instance: String, presence: Presence, buffer: usize) -> Self {
+    pub fn new(instance: String, presence: Presence, buffer: usize, per_user: usize) -> Self {
         let (commands, command_receiver) = mpsc::channel(PRESENCE_QUEUE);
         Self {
             inner: Arc::new(Inner {
                 instance,
                 presence,
                 buffer,
+                per_user: per_user.max(1),
                 sockets: Mutex::default(),
                 next_id: AtomicU64::new(0),
                 closing: watch::Sender::new(false),
@@ -151,24 +154,38 @@ impl LiveHub {
 
     /// Registers a socket of `user`. The caller announces the user in Redis (see
     /// [`LiveHub::announce`]) once registered, so no post routed after it is missed.
-    pub fn subscribe(&self, user: i64, session: Arc<[u8]>) -> Subscription {
+    /// `None` when the user already holds as many sockets here as one user may.
+    pub fn subscribe(&self, user: i64, session: Arc<[u8]>) -> Option<Subscription> {
         let (sender, posts) = mpsc::channel(self.inner.buffer);
         let (revoke, revoked) = oneshot::channel();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.sockets().entry(user).or_default().push(Subscriber {
+        let mut sockets = self.sockets();
+        let mine = sockets.entry(user).or_default();
+        if mine.len() >= self.inner.per_user {
+            drop(sockets);
+            metrics::counter!("live_sockets_refused_total", "reason" => "per_user").increment(1);
+            return None;
+        }
+        mine.push(Subscriber {
             id,
             sender,
             session,
             revoke: Some(revoke),
         });
+        drop(sockets);
         metrics::gauge!("live_sockets").increment(1.0);
-        Subscription {
+        Some(Subscription {
             hub: self.clone(),
             user,
             id,
             posts,
             revoked,
-        }
+        })
+    }
+
+    /// Sockets one user may hold here.
+    pub fn sockets_per_user(&self) -> usize {
+        self.inner.per_user
     }
 
     /// The sessions sockets here were opened with: `user`'s, or everyone's.
@@ -324,7 +341,7 @@ mod tests {
     fn hub(buffer: usize) -> LiveHub {
         // Never contacted by these tests' assertions: presence updates fail quietly.
         let redis = Redis::new(&RedisConfig::for_url("redis://127.0.0.1:1")).unwrap();
-        LiveHub::new("test".into(), Presence::new(redis, "t:"), buffer)
+        LiveHub::new("test".into(), Presence::new(redis, "t:"), buffer, 3)
     }
 
     fn session() -> Arc<[u8]> {
@@ -335,14 +352,26 @@ mod tests {
     async fn ending_a_session_tells_its_sockets_only() {
         let hub = hub(2);
         let signed_out: Arc<[u8]> = Arc::from(&b"signed out"[..]);
-        let mut first = hub.subscribe(10, signed_out.clone());
-        let mut second = hub.subscribe(10, signed_out.clone());
-        let mut other = hub.subscribe(10, session());
+        let mut first = hub.subscribe(10, signed_out.clone()).unwrap();
+        let mut second = hub.subscribe(10, signed_out.clone()).unwrap();
+        let mut other = hub.subscribe(10, session()).unwrap();
         assert_eq!(hub.sessions(Some(10)).len(), 2);
         assert_eq!(hub.end_sessions(&[signed_out]), 2);
         assert!((&mut first.revoked).await.is_ok());
         assert!((&mut second.revoked).await.is_ok());
         assert!(other.revoked.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_user_holds_at_most_the_limit_and_others_are_not_affected() {
+        let hub = hub(2);
+        let held: Vec<Subscription> = (0..3)
+            .map(|_| hub.subscribe(10, session()).unwrap())
+            .collect();
+        assert!(hub.subscribe(10, session()).is_none(), "a fourth socket");
+        assert!(hub.subscribe(11, session()).is_some(), "another user");
+        drop(held);
+        assert!(hub.subscribe(10, session()).is_some(), "room again");
     }
 
     fn post(id: i64) -> Arc<LivePost> {
@@ -356,9 +385,9 @@ mod tests {
     #[tokio::test]
     async fn delivers_to_every_socket_of_recipients_only() {
         let hub = hub(4);
-        let mut first = hub.subscribe(10, session());
-        let mut second = hub.subscribe(10, session());
-        let mut other = hub.subscribe(20, session());
+        let mut first = hub.subscribe(10, session()).unwrap();
+        let mut second = hub.subscribe(10, session()).unwrap();
+        let mut other = hub.subscribe(20, session()).unwrap();
         let delivered = hub.deliver(post(1), &[10, 30]);
         assert_eq!(delivered.sockets, 2);
         assert_eq!(first.posts.recv().await.unwrap().id, 1);
@@ -369,8 +398,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_socket_is_cut_loose_without_blocking_others() {
         let hub = hub(2);
-        let mut slow = hub.subscribe(10, session());
-        let mut fast = hub.subscribe(11, session());
+        let mut slow = hub.subscribe(10, session()).unwrap();
+        let mut fast = hub.subscribe(11, session()).unwrap();
         for id in 1..=2 {
             hub.deliver(post(id), &[10, 11]);
             assert_eq!(fast.posts.recv().await.unwrap().id, id);
@@ -394,8 +423,8 @@ mod tests {
     #[tokio::test]
     async fn dropping_a_subscription_unregisters_it() {
         let hub = hub(2);
-        let first = hub.subscribe(10, session());
-        let second = hub.subscribe(10, session());
+        let first = hub.subscribe(10, session()).unwrap();
+        let second = hub.subscribe(10, session()).unwrap();
         drop(first);
         assert!(hub.is_connected(10));
         assert_eq!(hub.socket_count(), 1);

@@ -43,6 +43,13 @@ pub struct LiveConfig {
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub socket_buffer: u32,
 
+    /// Live sockets one user may hold on one instance; one more is refused with 429 before
+    /// the upgrade. Tabs and devices of a person fit; a script opening thousands does not take
+    /// the server's file descriptors from everyone else.
+    #[arg(long = "live-sockets-per-user", env = "AGORA_LIVE_SOCKETS_PER_USER", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sockets_per_user: u32,
+
     /// Ping interval; a socket silent for two intervals is closed as dead.
     #[arg(long = "live-heartbeat-ms", env = "AGORA_LIVE_HEARTBEAT_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(50..))]
@@ -72,6 +79,7 @@ impl LiveConfig {
             amqp: AmqpConfig::for_url(url),
             instance_id: String::new(),
             socket_buffer: 256,
+            sockets_per_user: 32,
             heartbeat_ms: 30_000,
             replay_limit: 1000,
             queue_max_length: 100_000,

@@ -129,7 +129,7 @@ async fn oversized_heads_and_uris_get_the_error_envelope() {
     assert!(response.starts_with("HTTP/1.1 431"), "{response}");
     let body = raw_body(&response);
     assert_eq!(body["code"], 1006);
-    assert!(body["request_id"].as_str().is_some());
+    assert_request_id_header_matches(&response);
 
     // A request line the library cannot parse.
     let mut stream = TcpStream::connect(app.address).await.unwrap();
@@ -142,6 +142,41 @@ async fn oversized_heads_and_uris_get_the_error_envelope() {
         .unwrap();
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert_eq!(raw_body(&response)["code"], 1000);
+    assert_request_id_header_matches(&response);
+
+    // Invalid UTF-8 in the path, and a request id header with a control character: refused by
+    // the library too, and answered with the request id in the header as well as the body.
+    for head in [
+        &b"GET /user/get/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-Id: a\x01b\r\n\r\n"[..],
+    ] {
+        let mut stream = TcpStream::connect(app.address).await.unwrap();
+        stream.write_all(head).await.unwrap();
+        let response = read_until_closed(&mut stream, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+        assert_request_id_header_matches(&response);
+    }
+}
+
+/// A raw answer carries `x-request-id`, equal to its body's `request_id`.
+fn assert_request_id_header_matches(response: &str) {
+    let id = raw_body(response)["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let header = response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-request-id")
+                .then(|| value.trim().to_owned())
+        });
+    assert_eq!(header.as_deref(), Some(id.as_str()), "{response}");
 }
 
 #[tokio::test]
@@ -508,4 +543,181 @@ async fn a_query_past_the_statement_timeout_is_cancelled() {
         agora_platform::db::DbError::from(error),
         agora_platform::db::DbError::TimedOut(_)
     ));
+}
+
+#[tokio::test]
+async fn one_user_flooding_live_sockets_is_refused_and_others_still_connect() {
+    let app = spawn_with(|config| config.live.sockets_per_user = 5).await;
+    let (_, flooder) = app.user("Флуд", "Сокетов").await;
+    let (_, other) = app.user("Обычный", "Читатель").await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(app.live(&flooder, None).await);
+    }
+    let mut refused = 0;
+    for _ in 0..50 {
+        match tokio_tungstenite::connect_async(crate::common::live_request(
+            app.address,
+            Some(&flooder),
+            None,
+        ))
+        .await
+        {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+                assert!(response.headers().contains_key("retry-after"));
+                let body: Value = serde_json::from_slice(response.body().as_deref().unwrap())
+                    .expect("an error envelope");
+                assert_eq!(body["code"], 1009);
+                refused += 1;
+            }
+            other => panic!("a socket over the limit: {:?}", other.map(|_| ())),
+        }
+    }
+    // Everyone else is unaffected.
+    let _other_socket = app.live(&other, None).await;
+    let health = app.get("/health", None).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    println!("5 sockets held, {refused} more refused with 429; another user connected");
+    // Closing one makes room.
+    drop(held.pop());
+    crate::common::eventually("room for the flooder again", || async {
+        tokio_tungstenite::connect_async(crate::common::live_request(
+            app.address,
+            Some(&flooder),
+            None,
+        ))
+        .await
+        .ok()
+        .map(|_| ())
+    })
+    .await;
+}
+
+/// A Redis server of this test's own, so that stopping it disturbs no other test.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (./dev test installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        crate::common::eventually("the private Redis answers", || async {
+            let client = redis::Client::open(url.as_str()).ok()?;
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        Self { child, url }
+    }
+
+    fn signal(&self, signal: &str) {
+        std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Feed reads by 4 clients for `secs`: (reads per second, p99 of those sent after `skip`).
+async fn feed_load(app: &TestApp, token: &str, secs: u64, skip: Duration) -> (f64, Duration) {
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, url, token) = (app.client.clone(), app.url("/post/feed"), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let sent = Instant::now();
+                let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                latencies.push((sent, sent.elapsed()));
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    let mut late: Vec<Duration> = all
+        .iter()
+        .filter(|(sent, _)| *sent >= started + skip)
+        .map(|(_, took)| *took)
+        .collect();
+    late.sort();
+    (rate, late[late.len() * 99 / 100])
+}
+
+/// Redis stops answering (SIGSTOP) under feed reads: after the first second the circuit
+/// breaker skips it, and reads come from PostgreSQL at full speed instead of each waiting for
+/// Redis's timeout. When Redis returns, the cache is used again.
+#[tokio::test]
+async fn a_stalled_redis_is_skipped_not_waited_for() {
+    let redis = PrivateRedis::start().await;
+    let app = spawn_with(|config| config.feed.redis.url = redis.url.clone()).await;
+    let (author, author_token) = app.user("Автор", "Кэшев").await;
+    let (_, reader) = app.user("Читатель", "Кэшев").await;
+    let response = app
+        .put(&format!("/friend/set/{author}"), Some(&reader))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for n in 0..20 {
+        app.post(&author_token, &format!("post {n}")).await;
+    }
+    let (calm_rate, calm_p99) = feed_load(&app, &reader, 3, Duration::ZERO).await;
+    redis.signal("-STOP");
+    let (stalled_rate, stalled_p99) = feed_load(&app, &reader, 8, Duration::from_secs(1)).await;
+    redis.signal("-CONT");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    println!(
+        "feed reads: {calm_rate:.0}/s (p99 {:.1} ms) with Redis, {stalled_rate:.0}/s (p99 after \
+         the first second {:.1} ms) with Redis stopped: {:.0} %",
+        calm_p99.as_secs_f64() * 1e3,
+        stalled_p99.as_secs_f64() * 1e3,
+        100.0 * stalled_rate / calm_rate
+    );
+    assert!(
+        metrics.contains("redis_circuit_opened_total"),
+        "the breaker never opened"
+    );
+    assert!(
+        stalled_rate >= 0.5 * calm_rate,
+        "reads fell to {stalled_rate:.0}/s from {calm_rate:.0}/s"
+    );
+    assert!(
+        stalled_p99 <= Duration::from_millis(100),
+        "p99 {stalled_p99:?} with Redis stopped"
+    );
+    // Back: the breaker's probe finds Redis and the cache serves again.
+    crate::common::eventually("reads from the cache again", || async {
+        app.feed(&reader, 0, 10).await;
+        let metrics = app.get("/metrics", None).await.text().await.unwrap();
+        metrics.contains("redis_circuit_open 0").then_some(())
+    })
+    .await;
 }

@@ -19,7 +19,8 @@ async fn health_ready_and_metrics_answer() {
         assert_eq!(ready.status(), StatusCode::OK);
         let body = ready.json::<Value>().await.unwrap();
         let expected = json!({"status": "ready", "checks": {
-            "postgres": "ok", "redis": "ok", "rabbitmq": "ok", "feed_worker": "ok"
+            "postgres": "ok", "postgres_commits": "ok", "redis": "ok", "rabbitmq": "ok",
+            "feed_worker": "ok"
         }});
         (body == expected).then_some(())
     })

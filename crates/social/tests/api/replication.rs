@@ -530,6 +530,10 @@ struct History {
     unexpected: Vec<(u16, String)>,
     /// When each acknowledgement arrived.
     acknowledged_at: Vec<Instant>,
+    /// How long each answered request took.
+    latencies: Vec<Duration>,
+    /// Requests that got no answer within the client's 10 s.
+    no_answer: usize,
 }
 
 /// Writers posting uniquely numbered texts (`{tag} {writer}-{n}`) until `stop` is set.
@@ -559,12 +563,16 @@ async fn write_load(
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let text = format!("{tag} {writer}-{n}");
+                    let started = Instant::now();
                     let sent = client
                         .post(&url)
                         .bearer_auth(&token)
                         .json(&json!({"text": text}))
                         .send()
                         .await;
+                    if sent.is_ok() {
+                        history.latencies.push(started.elapsed());
+                    }
                     match sent {
                         Ok(response) if response.status() == StatusCode::OK => {
                             history.acknowledged.push(text);
@@ -586,6 +594,7 @@ async fn write_load(
                         }
                         Err(_) => {
                             history.unknown.push(text);
+                            history.no_answer += 1;
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     }
@@ -601,6 +610,8 @@ async fn write_load(
             all.refused += history.refused;
             all.unexpected.extend(history.unexpected);
             all.acknowledged_at.extend(history.acknowledged_at);
+            all.latencies.extend(history.latencies);
+            all.no_answer += history.no_answer;
         }
         all
     })
@@ -822,4 +833,77 @@ async fn an_idle_primary_does_not_make_its_replicas_look_behind() {
     );
     assert!(left_at >= Duration::from_secs(1), "left before the limit");
     assert!(left.is_empty(), "the quiet spell counted as lag: {left:?}");
+}
+
+/// Both replicas die under writers: a commit can no longer be confirmed by any replica.
+/// Nothing hangs: every write is answered within the deadline (200, or 503 with 5004 "may or
+/// may not have been saved", or 503 refused), `/ready` says commits are not confirmed, and no
+/// acknowledged write is lost. When the replicas return, writes are acknowledged again.
+#[tokio::test]
+async fn with_both_replicas_down_writes_answer_within_the_deadline() {
+    let _turn = FORMATION.lock().await;
+    let formation = formation();
+    formation.heal().await;
+    let (primary, standbys) = formation.roles().await;
+    let app = app_on_formation(&formation, &[], |config| {
+        config.database.statement_timeout_ms = 2_000;
+    })
+    .await;
+    let database = app.database.name().to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = write_load(&app, "both-down", 4, stop.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Instant::now();
+    let first = formation.kill(&standbys[0]).await;
+    let second = formation.kill(&standbys[1]).await;
+    let mut commits_reported = false;
+    while killed_at.elapsed() < Duration::from_secs(8) {
+        let ready: Value = app.get("/ready", None).await.json().await.unwrap();
+        commits_reported |= ready["checks"]["postgres_commits"] != json!("ok")
+            && !ready["checks"]["postgres_commits"].is_null();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    first.start().await;
+    second.start().await;
+    formation.wait_settled(Duration::from_secs(90)).await;
+    let (_, probe) = app.user("Петра", "Проба").await;
+    eventually("writes acknowledged again", || async {
+        let response = app
+            .post_json("/post/create", json!({"text": "probe"}), Some(&probe))
+            .await;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut history = load.await.unwrap();
+
+    let stored = stored_texts(
+        &url_with_database(&formation.node(&primary).url, &database),
+        "both-down",
+    )
+    .await;
+    let lost = missing(&history.acknowledged, &stored);
+    history.latencies.sort();
+    let p99 = history.latencies[history.latencies.len() * 99 / 100];
+    let slowest = *history.latencies.last().unwrap();
+    println!(
+        "both replicas down for 8 s under 4 writers: acknowledged {}, unknown (5004) {}, refused {}, \
+         no answer {}, p99 {:.0} ms, slowest {:.0} ms, lost {}; /ready reported commits: {commits_reported}",
+        history.acknowledged.len(),
+        history.unknown.len(),
+        history.refused,
+        history.no_answer,
+        p99.as_secs_f64() * 1e3,
+        slowest.as_secs_f64() * 1e3,
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(history.unexpected.is_empty(), "{:?}", history.unexpected);
+    assert_eq!(history.no_answer, 0, "writes hung without an answer");
+    // The deadline, its cancel, and the machine's noise.
+    assert!(
+        slowest < Duration::from_secs(8),
+        "a write waited {slowest:?}"
+    );
 }
