@@ -28,14 +28,23 @@ primary() {
 }
 
 sql() { # sql...
-  "$PSQL" "$(with_database)" -X -q -t -A -v ON_ERROR_STOP=1 "$@"
+  "$PSQL" "$(primary_url)" -X -q -t -A -v ON_ERROR_STOP=1 "$@"
 }
 
-# The formation's primary URL, on our database.
-with_database() {
-  local url=$AGORA_TEST_REPLICATED_URL query=""
-  [[ $url == *\?* ]] && query="?${url#*\?}" url=${url%%\?*}
-  printf '%s/%s%s\n' "${url%/*}" "$DB_NAME" "$query"
+# The primary's own URL on our database. Not the multi-host URL: libpq tries its hosts in
+# order, and a replica listed first that has not replayed CREATE DATABASE yet refuses the
+# connection with a FATAL that ends the attempt.
+primary_url() {
+  local entry url
+  IFS=, read -ra entries <<<"${AGORA_TEST_REPLICA_URLS:?}"
+  for entry in "${entries[@]}"; do
+    url=${entry#*=}
+    if [[ $("$PSQL" "$url" -X -q -t -A -c "SELECT pg_is_in_recovery()" 2>/dev/null) == f ]]; then
+      printf '%s/%s\n' "${url%/*}" "$DB_NAME"
+      return 0
+    fi
+  done
+  die "no node of the formation accepts writes"
 }
 
 fresh_database "$AGORA_TEST_REPLICATED_URL"

@@ -104,13 +104,6 @@ use_index() { # before | after
   sql -c "ANALYZE friendships"
 }
 
-# tps and mean latency (ms) of one pgbench run: "tps latency".
-pgbench_run() { # script clients
-  PGPASSWORD=agora "$AGORA_PG_BIN/pgbench" -n -f "$1" -c "$2" -j "$2" -T "$DURATION" \
-    "$AGORA_DATABASE_URL" 2>/dev/null |
-    awk '/^latency average/ { lat = $4 } /^tps/ { tps = $3 } END { printf "%.0f %.3f\n", tps, lat }'
-}
-
 declare -A TPS LAT
 for workload in post fanout befriend; do
   for variant in before after; do TPS[$workload.$variant]="" LAT[$workload.$variant]=""; done
@@ -119,7 +112,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for variant in before after; do
     use_index "$variant"
     for workload in post fanout befriend; do
-      read -r tps lat < <(pgbench_run "$WORK/$workload-$variant.sql" "$CLIENTS")
+      read -r tps lat < <(pgbench_run "$AGORA_DATABASE_URL" "$WORK/$workload-$variant.sql" "$CLIENTS")
       TPS[$workload.$variant]+="${TPS[$workload.$variant]:+ }$tps"
       LAT[$workload.$variant]+="${LAT[$workload.$variant]:+ }$lat"
       note "round $round, $workload $variant: $tps/s, mean $lat ms"
@@ -127,7 +120,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
 done
 
-median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 {
   cat <<EOF
 # What commit order costs

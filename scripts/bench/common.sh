@@ -139,3 +139,13 @@ PY
   printf 'this machine has %s. Per request: CPU over the requests of the sweep, warm-ups counted at the\n' "$(nproc) cores"
   printf 'measured rate of their level.\n'
 }
+
+# "tps mean-latency-ms" of one pgbench run of `script` with `clients` for $DURATION seconds.
+pgbench_run() { # url script clients
+  PGPASSWORD=agora "$AGORA_PG_BIN/pgbench" -n -f "$2" -c "$3" -j "$(($3 < 4 ? $3 : 4))" \
+    -T "${DURATION:?}" "$1" 2>/dev/null |
+    awk '/^latency average/ { lat = $4 } /^tps/ { tps = $3 } END { printf "%.0f %.3f\n", tps, lat }'
+}
+
+# The median of numbers given on standard input, separated by spaces or lines.
+median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }

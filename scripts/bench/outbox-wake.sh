@@ -61,20 +61,13 @@ trigger() { # on | off
   fi
 }
 
-# "tps mean-latency-ms" of one pgbench run.
-pgbench_run() { # script clients
-  PGPASSWORD=agora "$AGORA_PG_BIN/pgbench" -n -f "$1" -c "$2" -j "$(($2 < 4 ? $2 : 4))" -T "$DURATION" \
-    "$primary_url" 2>/dev/null |
-    awk '/^latency average/ { lat = $4 } /^tps/ { tps = $3 } END { printf "%.0f %.3f\n", tps, lat }'
-}
-
 declare -A TPS LAT
 IFS=, read -ra levels <<<"$LEVELS"
 for ((round = 1; round <= ROUNDS; round++)); do
   for clients in "${levels[@]}"; do
     for variant in before now; do
       if [[ $variant == before ]]; then trigger on; else trigger off; fi
-      read -r tps lat < <(pgbench_run "$WORK/$variant.sql" "$clients")
+      read -r tps lat < <(pgbench_run "$primary_url" "$WORK/$variant.sql" "$clients")
       TPS[$clients.$variant]+="${TPS[$clients.$variant]:+ }$tps"
       LAT[$clients.$variant]+="${LAT[$clients.$variant]:+ }$lat"
       note "round $round, $clients clients, $variant: $tps posts/s, mean $lat ms"
@@ -84,7 +77,6 @@ done
 trigger off
 sql -c "TRUNCATE feed_outbox, posts"
 
-median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 {
   printf '# A NOTIFY inside the write, under quorum commit\n\n'
   printf 'Reproduce: `./dev bench outbox-wake` (%s, %s cores shared by pgbench and the three\n' "$(date -u +%Y-%m-%d)" "$(nproc)"
