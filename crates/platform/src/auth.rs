@@ -295,7 +295,7 @@ impl LoginLimiter {
         let counts = match outcome {
             Ok(counts) => counts,
             Err(error) => {
-                tracing::warn!(%error, "login limiter unavailable; letting the login through");
+                crate::cache::warn_unavailable("login limiter: letting the login through", &error);
                 metrics::counter!("login_limiter_unavailable_total").increment(1);
                 return Ok(LoginAllowed {
                     delay: Duration::ZERO,
@@ -354,7 +354,7 @@ impl LoginLimiter {
         }
         .await;
         if let Err(error) = outcome {
-            tracing::warn!(%error, "could not count a failed login");
+            crate::cache::warn_unavailable("login limiter: a failure not counted", &error);
         }
     }
 }

@@ -173,6 +173,27 @@ impl Breaker {
     }
 }
 
+/// Logs that Redis was unavailable for `what`, at most once a second per `what`: with Redis
+/// down or skipped by its circuit breaker every request takes its fallback, and a warning per
+/// request would flood the log (and cost the request the line). Suppressed warnings are counted
+/// in `redis_warnings_suppressed_total`.
+pub fn warn_unavailable(what: &'static str, error: &CacheError) {
+    static LAST: Mutex<Vec<(&'static str, Instant)>> = Mutex::new(Vec::new());
+    let now = Instant::now();
+    let mut last = LAST.lock().expect("not poisoned");
+    match last.iter_mut().find(|(seen, _)| *seen == what) {
+        Some((_, at)) if now.duration_since(*at) < Duration::from_secs(1) => {
+            drop(last);
+            metrics::counter!("redis_warnings_suppressed_total").increment(1);
+            return;
+        }
+        Some((_, at)) => *at = now,
+        None => last.push((what, now)),
+    }
+    drop(last);
+    tracing::warn!(%error, what, "redis unavailable; using the fallback (repeats within a second are counted, not logged)");
+}
+
 /// A connection from [`Redis::connection`]: the multiplexed connection, whose every command's
 /// outcome feeds the handle's circuit breaker. Cheap to clone.
 #[derive(Clone)]

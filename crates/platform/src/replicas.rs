@@ -270,7 +270,7 @@ impl Database {
             }
         };
         if let Err(error) = replicas.marks.set(user, lsn).await {
-            tracing::warn!(%error, user, "could not store a read-your-writes mark");
+            crate::cache::warn_unavailable("read-your-writes mark not stored", &error);
             metrics::counter!("db_write_marks_failed_total").increment(1);
         }
     }

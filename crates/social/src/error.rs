@@ -104,8 +104,8 @@ impl IntoResponse for SocialError {
                 tracing::error!(error = %error, "password hashing failed");
                 ApiError::internal()
             }
-            SocialError::Cache(CacheError::Unavailable(cause)) => {
-                tracing::warn!(error = %cause, "redis unavailable");
+            SocialError::Cache(error @ CacheError::Unavailable(_)) => {
+                agora_platform::cache::warn_unavailable("a request answered 503", &error);
                 ApiError::unavailable(
                     ErrorCode::CacheUnavailable,
                     "the cache is unavailable; retry shortly",

@@ -174,9 +174,14 @@ impl SocialService {
 
     /// Cache changes the author or user should see at once. The outbox makes them happen
     /// anyway (the worker repeats them), so a Redis that is down here only delays them.
-    async fn best_effort(&self, what: &str, change: impl Future<Output = Result<(), CacheError>>) {
+    async fn best_effort(
+        &self,
+        what: &'static str,
+        change: impl Future<Output = Result<(), CacheError>>,
+    ) {
         if let Err(error) = change.await {
-            tracing::warn!(%error, what, "cache update deferred to the feed worker");
+            // The outbox repeats the change through the worker.
+            agora_platform::cache::warn_unavailable(what, &error);
         }
     }
 

@@ -119,7 +119,10 @@ impl FeedReader {
             }
             Err(SocialError::Cache(error)) => {
                 // Redis is a cache: without it the feed is slower, not broken.
-                tracing::warn!(%error, "feed cache unavailable, reading from the database");
+                agora_platform::cache::warn_unavailable(
+                    "feed read: reading from the database",
+                    &error,
+                );
                 metrics::counter!("feed_reads_total", "source" => "database").increment(1);
                 let mut page = PageBuilder::default();
                 self.older_posts(user_id, i64::MAX, offset, limit, &mut page)
