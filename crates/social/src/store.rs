@@ -125,14 +125,17 @@ impl Store {
         }
     }
 
-    /// What sends the wakes of [`Store::wake_relay`]: run it beside the server.
+    /// What sends the wakes of [`Store::commit`]: run it beside the server.
     pub fn relay_waker(&self) -> &OutboxWaker {
         &self.relay
     }
 
-    /// A write committed outbox rows: wake the relay (after the commit, never inside it).
-    fn wake_relay(&self) {
+    /// Commits a write that added outbox rows, then wakes the relay: after the commit, never
+    /// inside it (see `OutboxWaker`).
+    async fn commit(&self, tx: deadpool_postgres::Transaction<'_>) -> Result<(), DbError> {
+        db::commit(&self.pool, tx).await?;
         self.relay.wake();
+        Ok(())
     }
 
     pub fn with_search_order(self, search_order: SearchOrder) -> Self {
@@ -366,8 +369,7 @@ impl Store {
             )
             .await?;
         }
-        db::commit(&self.pool, tx).await?;
-        self.wake_relay();
+        self.commit(tx).await?;
         self.db.written(&db, user_id).await;
         Ok(true)
     }
@@ -409,8 +411,7 @@ impl Store {
             )
             .await?;
         }
-        db::commit(&self.pool, tx).await?;
-        self.wake_relay();
+        self.commit(tx).await?;
         self.db.written(&db, user_id).await;
         Ok(ended)
     }
@@ -448,8 +449,7 @@ impl Store {
             )
             .await?;
         tx.execute(&statement, &[&author_id, &id]).await?;
-        db::commit(&self.pool, tx).await?;
-        self.wake_relay();
+        self.commit(tx).await?;
         self.db.written(&db, author_id).await;
         Ok(id)
     }
@@ -496,8 +496,7 @@ impl Store {
                 .await?;
             tx.execute(&statement, &[&author_id, &id, &version]).await?;
         }
-        db::commit(&self.pool, tx).await?;
-        self.wake_relay();
+        self.commit(tx).await?;
         if version.is_some() {
             self.db.written(&db, author_id).await;
         }
@@ -517,8 +516,7 @@ impl Store {
         if changed > 0 {
             append_outbox(&tx, FeedEventKind::PostDeleted, author_id, id, None).await?;
         }
-        db::commit(&self.pool, tx).await?;
-        self.wake_relay();
+        self.commit(tx).await?;
         if changed > 0 {
             self.db.written(&db, author_id).await;
         }
