@@ -4,6 +4,7 @@
 //! The template is built once per migration set (its name carries their checksums) and reused
 //! by later runs, so a test pays only for `CREATE DATABASE ... TEMPLATE`, a file copy.
 
+pub mod formation;
 pub mod proxy;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
