@@ -40,7 +40,7 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP APIs of the services asked for (contract: shared/otus/openapi.json).
+    /// Serve the HTTP APIs of the services asked for (contract: crates/social/api/otus-openapi.json).
     Serve(ServeArgs),
     /// Apply pending database migrations and exit. Safe to run concurrently.
     Migrate(MigrateArgs),

@@ -74,7 +74,7 @@ pub fn service(dialogs: Dialogs) -> Service {
     let settler = shards.clone();
     Service::new("dialogs", router(dialogs), ops)
         .background(move |stop| shards.follow(stop))
-        .background(move |stop| settler.settle_abandoned_moves(stop))
+        .background(move |stop| crate::reshard::settle_abandoned_moves(settler, stop))
         .background(move |stop| sweeper.sweep_unread(stop))
         // Its own session cache, so it runs the same alone or beside the social network.
         .background(move |stop| sessions.listen(stop))

@@ -30,10 +30,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use agora_platform::db;
+use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::{DialogsConfig, ShardServer};
-use crate::shards::LogicalShard;
+use crate::shards::{LogicalShard, Shards};
 
 /// Ids are milliseconds << 23: a message whose id was taken up to this long before a pass
 /// may commit after it, so each pass starts this far below the last id copied.
@@ -656,4 +657,27 @@ async fn cleanup(source: &Client, shard: LogicalShard) -> anyhow::Result<()> {
         )
         .await?;
     Ok(())
+}
+
+/// Settles, every second, shard moves whose command died part-way (see
+/// [`finish_abandoned_moves`]) until `stop` turns true.
+pub async fn settle_abandoned_moves(shards: Shards, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        match finish_abandoned_moves(shards.control()).await {
+            Ok(settled) if settled.is_empty() => {}
+            Ok(settled) => {
+                for move_ in &settled {
+                    tracing::warn!(?move_, "settled a shard move whose command died");
+                }
+                metrics::counter!("dialog_shard_moves_settled_total")
+                    .increment(settled.len() as u64);
+                shards.changed().await;
+            }
+            Err(error) => tracing::debug!(%error, "abandoned shard moves not checked"),
+        }
+    }
 }

@@ -272,29 +272,16 @@ impl Shards {
 }
 
 impl Shards {
-    /// Settles, every second, shard moves whose command died part-way (see
-    /// [`crate::reshard::finish_abandoned_moves`]) until `stop` turns true.
-    pub async fn settle_abandoned_moves(self, mut stop: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                _ = stop.wait_for(|stop| *stop) => return,
-            }
-            match crate::reshard::finish_abandoned_moves(&self.inner.control).await {
-                Ok(settled) if settled.is_empty() => {}
-                Ok(settled) => {
-                    for move_ in &settled {
-                        tracing::warn!(?move_, "settled a shard move whose command died");
-                    }
-                    metrics::counter!("dialog_shard_moves_settled_total")
-                        .increment(settled.len() as u64);
-                    self.inner.changes.announce(0).await;
-                    if let Err(error) = self.refresh().await {
-                        tracing::debug!(%error, "dialog shard map not re-read");
-                    }
-                }
-                Err(error) => tracing::debug!(%error, "abandoned shard moves not checked"),
-            }
+    /// The main database, where the map and the moves in progress are kept.
+    pub fn control(&self) -> &DbPool {
+        &self.inner.control
+    }
+
+    /// Tells every instance that the map changed, and re-reads it here.
+    pub async fn changed(&self) {
+        self.inner.changes.announce(0).await;
+        if let Err(error) = self.refresh().await {
+            tracing::debug!(%error, "dialog shard map not re-read");
         }
     }
 }

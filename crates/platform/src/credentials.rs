@@ -2,8 +2,8 @@
 //!
 //! Passwords: Argon2id with the OWASP minimum (19 MiB, t=2, p=1: the `argon2` crate's defaults).
 //! One hash costs tens of milliseconds of CPU and 19 MiB of memory, and login is reachable
-//! without authentication, so hashing runs on blocking threads behind a semaphore with a bounded
-//! queue: a login flood gets 503s instead of exhausting memory or starving other requests.
+//! without authentication, so hashing runs on a few dedicated threads fed by a bounded queue: a
+//! login flood gets 503s instead of exhausting memory or starving other requests.
 //!
 //! Tokens: 256 random bits, base64url. Only their SHA-256 is stored, so a leaked table cannot be
 //! replayed; a fast hash is enough because the input is random, not a human password.

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::http::current_request_id;
+use crate::request_id::current_request_id;
 
 /// Stable, documented error classes. Numbers never change meaning once released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::http::{REQUEST_ID_HEADER, current_request_id};
+use crate::request_id::{REQUEST_ID_HEADER, current_request_id};
 
 /// Request headers passed on; everything else (hop-by-hop, host) stays.
 const REQUEST_HEADERS: [HeaderName; 3] =

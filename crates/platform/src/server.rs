@@ -28,7 +28,7 @@ use tower::Service;
 
 use crate::config::HttpConfig;
 use crate::error::{ErrorCode, envelope_json};
-use crate::http::{ClientIp, client_ip};
+use crate::peer::{ClientIp, client_ip};
 
 /// Shared by the server loop and `/ready`: set when shutdown has begun.
 #[derive(Clone, Default)]
@@ -271,7 +271,7 @@ fn handle(
 
 /// A clear answer to a client over the connection cap, instead of a silent reset.
 async fn refuse(mut stream: TcpStream) {
-    let request_id = crate::http::fresh_request_id();
+    let request_id = crate::request_id::fresh_request_id();
     let body = envelope_json(
         ErrorCode::Overloaded,
         "too many open connections; retry shortly",
@@ -355,7 +355,7 @@ fn enveloped_library_error(head: &[u8]) -> Option<Vec<u8>> {
     }
     // The same id in the header as in the body, as on every other answer: the request never
     // reached the middleware that sets it.
-    let request_id = crate::http::fresh_request_id();
+    let request_id = crate::request_id::fresh_request_id();
     let body = envelope_json(code, message, Some(request_id.clone()));
     Some(
         format!(

@@ -1,4 +1,4 @@
-//! The agora social network on the OTUS Highload Architect contract (`shared/otus/openapi.json`).
+//! The agora social network on the OTUS Highload Architect contract (`crates/social/api/otus-openapi.json`).
 //!
 //! Layers: `http` turns requests into calls on [`service::SocialService`], which holds the rules
 //! (validation, ownership, tokens) and talks to PostgreSQL through `store`.

@@ -3,7 +3,6 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -57,14 +56,12 @@ pub fn live_script() -> &'static str {
     &LIVE_SCRIPT.path
 }
 
-/// `GET /assets/{name}`: only the current names are served.
-pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let Some(asset) = [&*STYLESHEET, &*LIVE_SCRIPT]
+/// The answer to `GET /assets/{name}` (with the request's `headers`), `None` for a name that
+/// is not current: only the current names are served.
+pub fn response(name: &str, headers: &HeaderMap) -> Option<Response> {
+    let asset = [&*STYLESHEET, &*LIVE_SCRIPT]
         .into_iter()
-        .find(|asset| asset.path.strip_prefix("/assets/") == Some(name.as_str()))
-    else {
-        return crate::error::status_page(StatusCode::NOT_FOUND);
-    };
+        .find(|asset| asset.path.strip_prefix("/assets/") == Some(name))?;
     let cache = [
         (
             header::CACHE_CONTROL,
@@ -73,15 +70,17 @@ pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
         (header::ETAG, asset.etag.clone()),
     ];
     if headers.get(header::IF_NONE_MATCH) == Some(&asset.etag) {
-        return (StatusCode::NOT_MODIFIED, cache).into_response();
+        return Some((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    (
-        cache,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(asset.content_type),
-        )],
-        asset.body,
+    Some(
+        (
+            cache,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
+            asset.body,
+        )
+            .into_response(),
     )
-        .into_response()
 }

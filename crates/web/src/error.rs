@@ -2,7 +2,7 @@
 //! look, with what to do next. Form errors are not here: handlers show them next to the field.
 
 use agora_dialogs::DialogsError;
-use agora_platform::http::current_request_id;
+use agora_platform::request_id::current_request_id;
 use agora_social::SocialError;
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -101,7 +101,7 @@ fn page(status: StatusCode, detail: &str) -> Response {
     .render()
     .unwrap_or_else(|_| format!("<!doctype html><title>{title}</title><h1>{title}</h1>"));
     let mut response = (status, Html(body)).into_response();
-    crate::handlers::page_headers(response.headers_mut());
+    crate::headers::page_headers(response.headers_mut());
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()

@@ -12,6 +12,7 @@ pub mod config;
 mod context;
 mod error;
 mod handlers;
+mod headers;
 mod pages;
 mod profiles;
 mod session;

@@ -4,7 +4,6 @@
 use askama::Template;
 
 use crate::assets;
-use crate::session::Viewer;
 
 /// What every page's frame shows: the title, the home button, who is signed in.
 pub struct Chrome {
@@ -17,14 +16,11 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    pub fn new(title: impl Into<String>, viewer: &Viewer, dialogs: bool) -> Self {
+    pub fn new(title: impl Into<String>, me: Option<MeLink>, csrf: &str, dialogs: bool) -> Self {
         Self {
             title: title.into(),
-            me: viewer.me.as_ref().map(|me| MeLink {
-                id: me.id,
-                name: me.name.clone(),
-            }),
-            csrf: viewer.csrf.clone(),
+            me,
+            csrf: csrf.to_owned(),
             css: assets::stylesheet(),
             script: None,
             dialogs,

@@ -73,6 +73,14 @@ impl Viewer {
     pub fn secure(&self) -> bool {
         self.secure
     }
+
+    /// The page header's link to whoever is signed in.
+    pub fn me_link(&self) -> Option<crate::pages::MeLink> {
+        self.me.as_ref().map(|me| crate::pages::MeLink {
+            id: me.id,
+            name: me.name.clone(),
+        })
+    }
 }
 
 fn derived_csrf(token: &str) -> String {

@@ -28,6 +28,7 @@ use agora_platform::cache::{CacheError, Redis};
 use redis::Script;
 
 use super::FeedConfig;
+pub use super::local::CachedPost;
 use super::local::LocalPosts;
 use crate::store::CURRENT_FOLLOWERS;
 
@@ -62,13 +63,6 @@ impl IdList {
                 .collect(),
         })
     }
-}
-
-/// A cached post body; `None` text marks a deleted post.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedPost {
-    pub author_id: i64,
-    pub text: String,
 }
 
 /// How long an unfriend keeps late pushes of the old friend's posts out of the user's feed; as

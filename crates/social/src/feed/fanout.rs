@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::FeedEventKind;
 use super::cache::FeedCache;
 use crate::error::SocialError;
 use crate::live::{LiveDelivery, LiveMessage, Presence};
+use crate::store::FeedEventKind;
 use crate::store::{CURRENT_FOLLOWERS, Store};
 
 /// An outbox row as published by the relay.

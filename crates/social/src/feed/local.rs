@@ -15,10 +15,15 @@ use std::time::{Duration, Instant};
 use agora_platform::cache::Redis;
 use agora_platform::invalidation::{Forget, Invalidations};
 
-use super::cache::CachedPost;
-
 /// Bookkeeping bytes counted per entry besides its text.
 const ENTRY_OVERHEAD: usize = 64;
+
+/// A cached post body; `None` text marks a deleted post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedPost {
+    pub author_id: i64,
+    pub text: String,
+}
 
 /// Cheap to clone.
 #[derive(Clone)]

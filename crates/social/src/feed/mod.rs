@@ -105,37 +105,3 @@ impl FeedConfig {
         Duration::from_secs(self.inactive_after_secs)
     }
 }
-
-/// What changed, as recorded in `feed_outbox.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeedEventKind {
-    PostCreated,
-    PostUpdated,
-    PostDeleted,
-    FriendAdded,
-    FriendRemoved,
-}
-
-impl FeedEventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FeedEventKind::PostCreated => "post_created",
-            FeedEventKind::PostUpdated => "post_updated",
-            FeedEventKind::PostDeleted => "post_deleted",
-            FeedEventKind::FriendAdded => "friend_added",
-            FeedEventKind::FriendRemoved => "friend_removed",
-        }
-    }
-
-    pub fn parse(kind: &str) -> Option<Self> {
-        Some(match kind {
-            "post_created" => FeedEventKind::PostCreated,
-            "post_updated" => FeedEventKind::PostUpdated,
-            "post_deleted" => FeedEventKind::PostDeleted,
-            "friend_added" => FeedEventKind::FriendAdded,
-            "friend_removed" => FeedEventKind::FriendRemoved,
-            _ => return None,
-        })
-    }
-}

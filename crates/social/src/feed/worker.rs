@@ -29,10 +29,10 @@ use tokio::sync::watch;
 use tokio_postgres::Row;
 
 use super::FeedConfig;
-use super::FeedEventKind;
 use super::cache::{FeedCache, UNFOLLOW_MEMORY};
 use super::fanout::{FanOut, FanoutTask, FeedEvent};
 use crate::live::{LiveDelivery, Presence, instance_queue};
+use crate::store::FeedEventKind;
 use crate::store::Store;
 use agora_platform::supervise::supervise;
 

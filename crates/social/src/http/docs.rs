@@ -1,6 +1,6 @@
 //! Our OpenAPI document and an offline Swagger UI.
 //!
-//! `api/openapi.json` is the official contract (`shared/otus/openapi.json` 1.2.0) with every
+//! `api/openapi.json` is the official contract (`crates/social/api/otus-openapi.json`, a copy of the course's `openapi.json` 1.2.0) with every
 //! status code we really return, the constraints we enforce, and the ops endpoints added; the
 //! `openapi` test checks it stays a superset of the official one. Swagger UI's assets are
 //! compiled in from the `swagger-ui-dist` crate, so the page works without a network.

@@ -1,4 +1,4 @@
-//! `GET /post/feed/posted`: the live feed over WebSocket (`shared/otus/asyncapi.json`).
+//! `GET /post/feed/posted`: the live feed over WebSocket (`crates/social/api/otus-asyncapi.json`).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};

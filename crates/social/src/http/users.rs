@@ -1,4 +1,5 @@
-use agora_platform::http::{ClientAddress, JsonBody, PathParams, QueryParams};
+use agora_platform::http::{JsonBody, PathParams, QueryParams};
+use agora_platform::peer::ClientAddress;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};

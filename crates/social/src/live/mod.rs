@@ -1,4 +1,4 @@
-//! The live feed, `/post/feed/posted` (`shared/otus/asyncapi.json`): friends' new posts pushed
+//! The live feed, `/post/feed/posted` (`crates/social/api/otus-asyncapi.json`): friends' new posts pushed
 //! over WebSocket as they are published.
 //!
 //! Routing is by instance, never by user: each server instance consumes one queue of its own,
