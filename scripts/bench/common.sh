@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the study scripts (sourced, not run): messages, psql, and the million-user database
 # agora_bench on the dev PostgreSQL, which every study measures against.
 # Needs AGORA_BIN_DIR, AGORA_PG_BIN and AGORA_PG_PORT (set by ./dev bench).

@@ -71,7 +71,7 @@ fi
 ready() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://$LISTEN/ready" 2>/dev/null; }
 # start_server [ENV=VALUE...]: one `agora serve` with the study's settings.
 start_server() {
-  env AGORA_LISTEN=$LISTEN AGORA_OPS_LISTEN=api AGORA_DB_POOL_SIZE=$POOL AGORA_LOG=warn "$@" \
+  env AGORA_LISTEN=$LISTEN AGORA_OPS_LISTEN=api AGORA_DB_POOL_SIZE="$POOL" AGORA_LOG=warn "$@" \
     "$BIN/agora" serve >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do

@@ -63,7 +63,9 @@ cleanup() {
   fi
   if ((STARTED_SHOP)); then dev shop down dev >/dev/null 2>&1 || true; fi
   sql -c "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users ORDER BY id LIMIT $SHOPPERS)" >/dev/null 2>&1 || true
-  rm -rf "$LOGS" && mkdir -p "$LOGS" && cp "$WORK"/*.log "$WORK"/*.json* "$LOGS/" 2>/dev/null || true
+  rm -rf "$LOGS"
+  mkdir -p "$LOGS"
+  cp "$WORK"/*.log "$WORK"/*.json* "$LOGS/" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -226,7 +228,7 @@ main() {
   local args=() file
   for file in "${RESULTS[@]}"; do args+=(--from "$file"); done
   "$BIN/agora-bench" shop-report "${args[@]}" --out "$OUT" --stem "$STEM" --markdown "$WORK/results.md"
-  cpu_table >"$WORK/cpu.md"
+  shop_cpu_table >"$WORK/cpu.md"
   rounds_table >"$WORK/rounds.md"
   {
     echo "# The shop under a shopaholic load"
@@ -246,7 +248,7 @@ main() {
 }
 
 # Cores each kind of process kept busy per configuration, and CPU seconds per 1,000 requests.
-cpu_table() {
+shop_cpu_table() {
   python3 - "$(nproc)" "${RESULTS[@]}" <<'PY'
 import json, sys
 ticks = 100.0  # USER_HZ

@@ -274,7 +274,7 @@ replication_kill() { # node
   pid="$(replica_keeper_pid "$1")" || die "replica $1 is not running"
   postmaster="$(head -n1 "$REPLICA_HOME/$1/postmaster.pid" 2>/dev/null || true)"
   pkill -KILL -s "$pid" 2>/dev/null || true
-  [[ $postmaster =~ ^[0-9]+$ ]] && kill -KILL "$postmaster" 2>/dev/null || true
+  if [[ $postmaster =~ ^[0-9]+$ ]]; then kill -KILL "$postmaster" 2>/dev/null || true; fi
   rm -f "$(replica_keeper_pidfile "$1")"
   note "replica $1 killed (keeper session $pid, postmaster ${postmaster:-none})"
 }
