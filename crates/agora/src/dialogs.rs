@@ -3,9 +3,9 @@
 use agora_dialogs::config::ShardServer;
 use agora_dialogs::reshard;
 use agora_dialogs::shards::{LogicalShard, map_channel};
-use agora_platform::cache::{Redis, RedisConfig};
-use agora_platform::config::DatabaseConfig;
+use agora_platform::cache::Redis;
 use agora_platform::invalidation::Invalidations;
+use agora_platform::settings::PlatformSettings;
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
@@ -23,30 +23,16 @@ pub enum DialogsCommand {
 #[derive(Args)]
 pub struct RepairArgs {
     #[command(flatten)]
-    deployment: Deployment,
+    platform: PlatformSettings,
 
     #[command(flatten)]
     dialogs: agora_dialogs::DialogsConfig,
 }
 
-/// The deployment an operator command works on.
-#[derive(Args)]
-pub struct Deployment {
-    #[command(flatten)]
-    database: DatabaseConfig,
-
-    #[command(flatten)]
-    redis: RedisConfig,
-
-    /// The deployment's namespace: its Redis keys, and where its instances hear of changes.
-    #[arg(long = "namespace", env = "AGORA_NAMESPACE", default_value = "agora")]
-    namespace: String,
-}
-
 #[derive(Args)]
 pub struct ReshardArgs {
     #[command(flatten)]
-    deployment: Deployment,
+    platform: PlatformSettings,
 
     /// The server to move shards onto: `name=postgres://…`.
     #[arg(long = "to")]
@@ -69,17 +55,7 @@ pub async fn run(command: DialogsCommand) -> anyhow::Result<()> {
     match command {
         DialogsCommand::Reshard(args) => reshard_command(args).await,
         DialogsCommand::RepairUnread(args) => {
-            let auth = agora_platform::auth::AuthConfig::default();
-            let sides = agora_dialogs::repair_unread(
-                &args.dialogs,
-                agora_dialogs::Shared {
-                    database: &args.deployment.database,
-                    redis: &args.deployment.redis,
-                    key_prefix: format!("{}:", args.deployment.namespace),
-                    auth: &auth,
-                },
-            )
-            .await?;
+            let sides = agora_dialogs::repair_unread(&args.dialogs, &args.platform).await?;
             println!("repair-unread: {sides} dialog sides set from the shards");
             Ok(())
         }
@@ -89,13 +65,13 @@ pub async fn run(command: DialogsCommand) -> anyhow::Result<()> {
 async fn reshard_command(args: ReshardArgs) -> anyhow::Result<()> {
     let shards = match args.count {
         Some(count) => {
-            reshard::choose_shards(&args.deployment.database.url, &args.to.name, count).await?
+            reshard::choose_shards(&args.platform.database.url, &args.to.name, count).await?
         }
         None => args.shards.iter().copied().map(LogicalShard).collect(),
     };
     let changes = Invalidations::new(
-        Redis::new(&args.deployment.redis)?,
-        map_channel(&format!("{}:", args.deployment.namespace)),
+        Redis::new(&args.platform.redis)?,
+        map_channel(&args.platform.key_prefix()),
     );
     println!(
         "reshard: moving {} logical shards to {}",
@@ -103,7 +79,7 @@ async fn reshard_command(args: ReshardArgs) -> anyhow::Result<()> {
         args.to.name
     );
     let reports = reshard::move_shards(
-        &args.deployment.database.url,
+        &args.platform.database.url,
         &args.to,
         &shards,
         || changes.announce(0),

@@ -2,6 +2,7 @@
 
 use agora_platform::db;
 use agora_platform::replicas::Database;
+use agora_platform::settings::PlatformSettings;
 use agora_social::SocialConfig;
 use agora_social::service::SocialService;
 use clap::Subcommand;
@@ -26,6 +27,8 @@ pub struct RebuildArgs {
     #[arg(long, group = "which")]
     all: bool,
     #[command(flatten)]
+    platform: PlatformSettings,
+    #[command(flatten)]
     config: SocialConfig,
 }
 
@@ -36,8 +39,8 @@ pub async fn run(command: FeedCommand) -> anyhow::Result<()> {
 }
 
 async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
-    let pool = db::connect_batch_pool(&args.config.database, "agora-feed-rebuild")?;
-    let service = SocialService::new(Database::single(pool.clone()), &args.config)?;
+    let pool = db::connect_batch_pool(&args.platform.database, "agora-feed-rebuild")?;
+    let service = SocialService::new(Database::single(pool.clone()), &args.platform, &args.config)?;
     let rebuild = |user: i64| {
         let service = service.clone();
         async move {

@@ -3,6 +3,7 @@
 use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
 use agora_platform::replicas::Database;
+use agora_platform::settings::PlatformSettings;
 use agora_social::SocialConfig;
 use agora_social::service::SocialService;
 use clap::Subcommand;
@@ -10,10 +11,18 @@ use clap::Subcommand;
 #[derive(Subcommand)]
 pub enum SeedCommand {
     /// A dozen demo users with friends and posts; does nothing if users exist.
-    Demo(Box<SocialConfig>),
+    Demo(Box<DemoArgs>),
     /// A deterministic population (default a million users) with friendships and posts, loaded
     /// with binary COPY into an empty database. Every seeded user's password is `seed-password`.
     Users(SeedArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    platform: PlatformSettings,
+    #[command(flatten)]
+    social: SocialConfig,
 }
 
 #[derive(clap::Args)]
@@ -104,9 +113,9 @@ pub async fn run(command: SeedCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        SeedCommand::Demo(config) => {
-            let pool = db::connect_batch_pool(&config.database, "agora-seed")?;
-            let service = SocialService::new(Database::single(pool), &config)?;
+        SeedCommand::Demo(args) => {
+            let pool = db::connect_batch_pool(&args.platform.database, "agora-seed")?;
+            let service = SocialService::new(Database::single(pool), &args.platform, &args.social)?;
             let summary = agora_social::demo::load(&service)
                 .await
                 .map_err(|error| anyhow::anyhow!("loading demo data: {error}"))?;

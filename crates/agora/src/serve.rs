@@ -1,7 +1,9 @@
 //! `agora serve`: runs the services asked for in one process, on one listener.
 
 use agora_dialogs::DialogsConfig;
+use agora_platform::config::HttpConfig;
 use agora_platform::http;
+use agora_platform::settings::PlatformSettings;
 use agora_shop::ShopConfig;
 use agora_social::SocialConfig;
 use agora_ugc::UgcConfig;
@@ -33,8 +35,14 @@ pub struct ServeArgs {
           default_values_t = [ServiceName::Social, ServiceName::Dialogs, ServiceName::Ugc, ServiceName::Web])]
     pub services: Vec<ServiceName>,
 
-    /// The social network's settings, and those every service shares (database, Redis,
-    /// namespace, HTTP, sessions).
+    /// What every service shares: the main database, Redis, the namespace, sessions.
+    #[command(flatten)]
+    pub platform: PlatformSettings,
+
+    /// The HTTP server all the services of this process answer on.
+    #[command(flatten)]
+    pub http: HttpConfig,
+
     #[command(flatten)]
     pub social: SocialConfig,
 
@@ -58,7 +66,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let listener = http::bind(&args.social.http).await?;
+    let listener = http::bind(&args.http).await?;
     tracing::info!(address = %listener.local_addr()?, services = ?args.services, "agora listening");
     let mut services = Vec::new();
     let names = dedup(&args.services);
@@ -84,10 +92,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // One social network and one dialogs per process: the web pages use the same ones.
     let social = names
         .contains(&ServiceName::Social)
-        .then(|| agora_social::service::SocialService::connect(&args.social))
+        .then(|| agora_social::service::SocialService::connect(&args.platform, &args.social))
         .transpose()?;
     let dialogs = if names.contains(&ServiceName::Dialogs) {
-        Some(agora_dialogs::connect(&args.dialogs, shared(&args.social)).await?)
+        Some(agora_dialogs::connect(&args.dialogs, &args.platform).await?)
     } else {
         None
     };
@@ -95,13 +103,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         services.push(match name {
             ServiceName::Social => agora_social::http::service_of(
                 social.clone().expect("connected above"),
+                &args.platform,
                 &args.social,
             )?,
             ServiceName::Dialogs => {
                 agora_dialogs::http::service(dialogs.clone().expect("connected above"))
             }
-            ServiceName::Shop => agora_shop::service(&args.shop, shared(&args.social))?,
-            ServiceName::Ugc => agora_ugc::service(&args.ugc, shared(&args.social))?,
+            ServiceName::Shop => agora_shop::service(&args.shop, &args.platform)?,
+            ServiceName::Ugc => agora_ugc::service(&args.ugc, &args.platform)?,
             ServiceName::Web => agora_web::service(agora_web::Web::new(
                 social.clone().expect("checked above"),
                 dialogs.clone(),
@@ -110,23 +119,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )),
         });
     }
-    agora_platform::service::run(
-        services,
-        listener,
-        &args.social.http,
-        http::shutdown_signal(),
-    )
-    .await
-}
-
-/// What every other service shares with the social network's settings.
-pub fn shared(social: &SocialConfig) -> agora_platform::service::Shared<'_> {
-    agora_platform::service::Shared {
-        database: &social.database,
-        redis: &social.feed.redis,
-        key_prefix: social.feed.key_prefix(),
-        auth: &social.auth,
-    }
+    agora_platform::service::run(services, listener, &args.http, http::shutdown_signal()).await
 }
 
 fn dedup(names: &[ServiceName]) -> Vec<ServiceName> {

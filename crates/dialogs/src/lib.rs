@@ -45,49 +45,53 @@ pub fn shard_migrations() -> refinery::Runner {
 
 use agora_platform::cache::Redis;
 use agora_platform::db;
-
-/// What dialogs shares with the other services (its main database also holds the shard map).
-pub use agora_platform::service::Shared;
+use agora_platform::settings::PlatformSettings;
 
 /// Dialogs as a service of the platform. Fails only on invalid configuration; an empty shard
 /// map (no shard servers yet) and servers that are down are answered 503 per request.
 pub async fn service(
     config: &DialogsConfig,
-    shared: Shared<'_>,
+    settings: &PlatformSettings,
 ) -> anyhow::Result<agora_platform::service::Service> {
-    Ok(http::service(connect(config, shared).await?))
+    Ok(http::service(connect(config, settings).await?))
 }
 
 /// Dialogs' operations on the configured servers, for a process that also serves them in
 /// another form (the web front end's pages).
 pub async fn connect(
     config: &DialogsConfig,
-    shared: Shared<'_>,
+    settings: &PlatformSettings,
 ) -> anyhow::Result<service::Dialogs> {
-    let main = db::connect_pool(shared.database, "agora-dialogs")?;
-    dialogs(config, shared, main).await
+    let main = db::connect_pool(&settings.database, "agora-dialogs")?;
+    dialogs(config, settings, main).await
 }
 
 /// Rebuilds every unread counter from the shards (`agora dialogs repair-unread`); how many
 /// dialog sides were set.
-pub async fn repair_unread(config: &DialogsConfig, shared: Shared<'_>) -> anyhow::Result<u64> {
-    let main = db::connect_batch_pool(shared.database, "agora-dialogs-repair")?;
-    Ok(dialogs(config, shared, main).await?.repair_unread().await?)
+pub async fn repair_unread(
+    config: &DialogsConfig,
+    settings: &PlatformSettings,
+) -> anyhow::Result<u64> {
+    let main = db::connect_batch_pool(&settings.database, "agora-dialogs-repair")?;
+    Ok(dialogs(config, settings, main)
+        .await?
+        .repair_unread()
+        .await?)
 }
 
 async fn dialogs(
     config: &DialogsConfig,
-    shared: Shared<'_>,
+    settings: &PlatformSettings,
     main: db::DbPool,
 ) -> anyhow::Result<service::Dialogs> {
-    let redis = Redis::new(shared.redis)?;
-    let sessions = shared.sessions(main.clone())?;
-    let counters = unread::UnreadCounters::new(redis.clone(), &shared.key_prefix);
+    let redis = Redis::new(&settings.redis)?;
+    let sessions = settings.sessions(main.clone())?;
+    let counters = unread::UnreadCounters::new(redis.clone(), &settings.key_prefix());
     let shards = shards::Shards::connect(
         main.clone(),
-        shared.database,
+        &settings.database,
         redis,
-        &shared.key_prefix,
+        &settings.key_prefix(),
         config,
     )
     .await?;

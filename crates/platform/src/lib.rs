@@ -22,6 +22,7 @@ pub mod request_id;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod settings;
 pub mod supervise;
 pub mod telemetry;
 #[cfg(feature = "test-support")]

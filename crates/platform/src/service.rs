@@ -122,28 +122,3 @@ pub async fn run(
     }
     Ok(())
 }
-
-/// What every service of a deployment shares, whatever else it owns: the main database (users
-/// and sessions), Redis, the namespace of Redis keys and channels, and the session settings.
-pub struct Shared<'a> {
-    pub database: &'a crate::config::DatabaseConfig,
-    pub redis: &'a crate::cache::RedisConfig,
-    /// Prefix of this deployment's Redis keys and channels.
-    pub key_prefix: String,
-    pub auth: &'a crate::auth::AuthConfig,
-}
-
-impl Shared<'_> {
-    /// Bearer-token checks against the main database (`main`, a pool of it), with the shared
-    /// session cache in Redis.
-    pub fn sessions(&self, main: crate::db::DbPool) -> anyhow::Result<crate::session::Sessions> {
-        Ok(crate::session::Sessions::new(
-            main,
-            crate::auth::SessionCache::new(
-                self.auth,
-                crate::cache::Redis::new(self.redis)?,
-                &self.key_prefix,
-            ),
-        ))
-    }
-}

@@ -22,6 +22,7 @@ pub use error::ShopError;
 use agora_platform::cache::Redis;
 use agora_platform::db;
 use agora_platform::ids::IdGenerator;
+use agora_platform::settings::PlatformSettings;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -39,22 +40,20 @@ pub async fn migrate(config: &ShopConfig) -> anyhow::Result<Vec<String>> {
     db::run_migrations(&config.database_url, migrations()).await
 }
 
-pub use agora_platform::service::Shared;
-
 /// The shop as a service of the platform. Fails only on invalid configuration; databases
 /// that are down are answered 503 per request.
 pub fn service(
     config: &ShopConfig,
-    shared: Shared<'_>,
+    settings: &PlatformSettings,
 ) -> anyhow::Result<agora_platform::service::Service> {
-    Ok(http::service(shop(config, shared)?))
+    Ok(http::service(shop(config, settings)?))
 }
 
-pub fn shop(config: &ShopConfig, shared: Shared<'_>) -> anyhow::Result<service::Shop> {
-    let main = db::connect_pool(shared.database, "agora-shop")?;
-    let pool = db::connect_pool(&config.database(shared.database), "agora-shop")?;
-    let redis = Redis::new(shared.redis)?;
-    let sessions = shared.sessions(main)?;
+pub fn shop(config: &ShopConfig, settings: &PlatformSettings) -> anyhow::Result<service::Shop> {
+    let main = db::connect_pool(&settings.database, "agora-shop")?;
+    let pool = db::connect_pool(&config.database(&settings.database), "agora-shop")?;
+    let redis = Redis::new(&settings.redis)?;
+    let sessions = settings.sessions(main)?;
     let carts = match config.carts {
         CartBackend::Postgres => service::Carts::Postgres,
         CartBackend::Redis => {
@@ -64,10 +63,13 @@ pub fn shop(config: &ShopConfig, shared: Shared<'_>) -> anyhow::Result<service::
                 Redis::sentinel(
                     &config.redis_sentinels,
                     &config.redis_master,
-                    shared.redis.timeout(),
+                    settings.redis.timeout(),
                 )?
             };
-            service::Carts::Redis(Box::new(carts::RedisCarts::new(redis, &shared.key_prefix)))
+            service::Carts::Redis(Box::new(carts::RedisCarts::new(
+                redis,
+                &settings.key_prefix(),
+            )))
         }
     };
     let ids = match config.node {

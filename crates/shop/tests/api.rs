@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use agora_platform::session::Sessions;
-use agora_platform::testing::{SharedSettings, TestDatabase};
+use agora_platform::testing::TestDatabase;
 use agora_shop::{CartBackend, ShopConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -25,7 +25,7 @@ impl ShopApp {
     async fn spawn(carts: CartBackend) -> Self {
         let main = TestDatabase::create("social", agora_social::migrations).await;
         let shop = TestDatabase::create("shop", agora_shop::migrations).await;
-        let settings = SharedSettings::new(
+        let settings = agora_platform::testing::platform_settings(
             &main.url,
             &format!("shoptest{}-{}", std::process::id(), shop.name()),
         );
@@ -33,9 +33,9 @@ impl ShopApp {
             carts,
             ..ShopConfig::for_database(&shop.url)
         };
-        let service = agora_shop::service(&config, settings.shared()).unwrap();
+        let service = agora_shop::service(&config, &settings).unwrap();
         let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = settings.sessions("shop-test");
+        let sessions = agora_platform::testing::sessions(&settings, "shop-test");
         Self {
             address,
             main,

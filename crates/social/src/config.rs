@@ -1,30 +1,20 @@
 use std::time::Duration;
 
-use agora_platform::auth::AuthConfig;
-use agora_platform::config::{DatabaseConfig, HttpConfig};
 use clap::Args;
 
 use crate::feed::FeedConfig;
 use crate::live::LiveConfig;
 pub use crate::store::SearchOrder;
 
-/// Everything the social network server needs; flags or `AGORA_*` variables.
+/// The social network's own settings (flags or `AGORA_*` variables); what it shares with
+/// every service (database, Redis, namespace, sessions) is `PlatformSettings`.
 #[derive(Debug, Clone, Args)]
 pub struct SocialConfig {
-    #[command(flatten)]
-    pub database: DatabaseConfig,
-
-    #[command(flatten)]
-    pub http: HttpConfig,
-
     #[command(flatten)]
     pub feed: FeedConfig,
 
     #[command(flatten)]
     pub live: LiveConfig,
-
-    #[command(flatten)]
-    pub auth: AuthConfig,
 
     /// Order of search results: `name`, the order of the index that serves the search, so a
     /// short prefix reads only the rows it returns; or `id`, the order before that change,

@@ -11,6 +11,7 @@ use agora_platform::db::DbPool;
 use agora_platform::ids::UserId;
 use agora_platform::replicas::Database;
 use agora_platform::session::Sessions;
+use agora_platform::settings::PlatformSettings;
 
 use crate::config::SocialConfig;
 use crate::domain::{NameSearch, NewUser};
@@ -58,24 +59,21 @@ pub struct ServiceState {
 impl SocialService {
     /// Fails only on invalid configuration; Redis is connected on first use.
     /// `database` is the primary with the replicas reads may use (see [`SocialService::connect`]).
-    pub fn new(database: Database, config: &SocialConfig) -> anyhow::Result<Self> {
-        let cache = FeedCache::from_config(&config.feed)?;
+    pub fn new(
+        database: Database,
+        settings: &PlatformSettings,
+        config: &SocialConfig,
+    ) -> anyhow::Result<Self> {
+        let cache = FeedCache::from_config(settings, &config.feed)?;
         let pool = database.primary().clone();
         let store = Store::new(database).with_search_order(config.search_order);
-        let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
+        let prefix = settings.key_prefix();
+        let presence = Presence::new(cache.redis().clone(), &prefix);
         let sessions = Sessions::new(
             pool.clone(),
-            SessionCache::new(
-                &config.auth,
-                cache.redis().clone(),
-                &config.feed.key_prefix(),
-            ),
+            SessionCache::new(&settings.auth, cache.redis().clone(), &prefix),
         );
-        let login_limiter = LoginLimiter::new(
-            &config.auth,
-            cache.redis().clone(),
-            &config.feed.key_prefix(),
-        );
+        let login_limiter = LoginLimiter::new(&settings.auth, cache.redis().clone(), &prefix);
         let live = LiveHub::new(
             config.live.resolve_instance_id(),
             presence,
@@ -104,15 +102,15 @@ impl SocialService {
     }
 
     /// The service on the configured primary and replicas, read-your-writes marks in Redis.
-    pub fn connect(config: &SocialConfig) -> anyhow::Result<Self> {
-        let redis = agora_platform::cache::Redis::new(&config.feed.redis)?;
+    pub fn connect(settings: &PlatformSettings, config: &SocialConfig) -> anyhow::Result<Self> {
+        let redis = agora_platform::cache::Redis::new(&settings.redis)?;
         let database = Database::connect(
-            &config.database,
+            &settings.database,
             "agora-social",
             redis,
-            &config.feed.key_prefix(),
+            &settings.key_prefix(),
         )?;
-        Self::new(database, config)
+        Self::new(database, settings, config)
     }
 
     pub fn database(&self) -> &Database {

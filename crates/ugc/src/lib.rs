@@ -20,7 +20,7 @@ pub use config::UgcConfig;
 pub use error::UgcError;
 
 use agora_platform::db;
-pub use agora_platform::service::Shared;
+use agora_platform::settings::PlatformSettings;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -42,15 +42,15 @@ pub async fn migrate(config: &UgcConfig) -> anyhow::Result<Vec<String>> {
 /// down is answered 503 per request.
 pub fn service(
     config: &UgcConfig,
-    shared: Shared<'_>,
+    settings: &PlatformSettings,
 ) -> anyhow::Result<agora_platform::service::Service> {
-    Ok(http::service(ugc(config, shared)?))
+    Ok(http::service(ugc(config, settings)?))
 }
 
-pub fn ugc(config: &UgcConfig, shared: Shared<'_>) -> anyhow::Result<service::Ugc> {
-    let main = db::connect_pool(shared.database, "agora-ugc")?;
-    let pool = db::connect_pool(&config.database(shared.database), "agora-ugc")?;
-    let sessions = shared.sessions(main)?;
+pub fn ugc(config: &UgcConfig, settings: &PlatformSettings) -> anyhow::Result<service::Ugc> {
+    let main = db::connect_pool(&settings.database, "agora-ugc")?;
+    let pool = db::connect_pool(&config.database(&settings.database), "agora-ugc")?;
+    let sessions = settings.sessions(main)?;
     Ok(service::Ugc::new(
         store::Store::new(pool),
         sessions,

@@ -14,7 +14,7 @@ use agora_platform::ids::UserId;
 use agora_platform::session::Sessions;
 pub use agora_platform::testing::eventually;
 pub use agora_platform::testing::redis_url;
-use agora_platform::testing::{SharedSettings, TestDatabase, shard_admin_urls};
+use agora_platform::testing::{TestDatabase, shard_admin_urls};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -81,12 +81,10 @@ impl DialogsApp {
         };
         agora_dialogs::migrate(&config, &main.url).await.unwrap();
         let namespace = unique_namespace();
-        let settings = SharedSettings::new(&main.url, &namespace);
-        let service = agora_dialogs::service(&config, settings.shared())
-            .await
-            .unwrap();
+        let settings = agora_platform::testing::platform_settings(&main.url, &namespace);
+        let service = agora_dialogs::service(&config, &settings).await.unwrap();
         let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = settings.sessions("dialogs-test");
+        let sessions = agora_platform::testing::sessions(&settings, "dialogs-test");
         Self {
             address,
             main,
@@ -251,8 +249,8 @@ impl DialogsApp {
 
     /// `agora dialogs repair-unread`, in process.
     pub async fn repair_unread(&self) -> u64 {
-        let settings = SharedSettings::new(&self.main.url, &self.namespace);
-        agora_dialogs::repair_unread(&self.config, settings.shared())
+        let settings = agora_platform::testing::platform_settings(&self.main.url, &self.namespace);
+        agora_dialogs::repair_unread(&self.config, &settings)
             .await
             .unwrap()
     }

@@ -369,48 +369,22 @@ pub fn url_through(url: &str, address: std::net::SocketAddr) -> String {
 /// What a service under test shares with its deployment, as `agora serve` builds it: the main
 /// database (short timeouts, so an outage fails fast), the test stack's Redis, default session
 /// settings, and a namespace of its own.
-pub struct SharedSettings {
-    pub database: crate::config::DatabaseConfig,
-    pub redis: crate::cache::RedisConfig,
-    pub auth: crate::auth::AuthConfig,
-    /// Prefix of the test's Redis keys and channels (`<namespace>:`).
-    pub key_prefix: String,
+pub fn platform_settings(main_url: &str, namespace: &str) -> crate::settings::PlatformSettings {
+    let mut settings = crate::settings::PlatformSettings::for_urls(main_url, &redis_url());
+    settings.database.connect_timeout_ms = 1_000;
+    settings.database.wait_timeout_ms = 2_000;
+    settings.namespace = namespace.to_owned();
+    settings
 }
 
-impl SharedSettings {
-    pub fn new(main_url: &str, namespace: &str) -> Self {
-        Self {
-            database: crate::config::DatabaseConfig {
-                connect_timeout_ms: 1_000,
-                wait_timeout_ms: 2_000,
-                ..crate::config::DatabaseConfig::for_url(main_url)
-            },
-            redis: crate::cache::RedisConfig::for_url(redis_url()),
-            auth: crate::auth::AuthConfig::default(),
-            key_prefix: format!("{namespace}:"),
-        }
-    }
-
-    pub fn shared(&self) -> crate::service::Shared<'_> {
-        crate::service::Shared {
-            database: &self.database,
-            redis: &self.redis,
-            key_prefix: self.key_prefix.clone(),
-            auth: &self.auth,
-        }
-    }
-
-    /// Sessions on the main database, to give test users tokens the service accepts.
-    pub fn sessions(&self, application: &str) -> crate::session::Sessions {
-        crate::session::Sessions::new(
-            crate::db::connect_pool(&self.database, application).unwrap(),
-            crate::auth::SessionCache::new(
-                &self.auth,
-                crate::cache::Redis::new(&self.redis).unwrap(),
-                &self.key_prefix,
-            ),
-        )
-    }
+/// Sessions on the main database, to give test users tokens the service accepts.
+pub fn sessions(
+    settings: &crate::settings::PlatformSettings,
+    application: &str,
+) -> crate::session::Sessions {
+    settings
+        .sessions(crate::db::connect_pool(&settings.database, application).unwrap())
+        .unwrap()
 }
 
 #[cfg(test)]

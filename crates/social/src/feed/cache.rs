@@ -25,6 +25,7 @@
 use std::time::Duration;
 
 use agora_platform::cache::{CacheError, Redis};
+use agora_platform::settings::PlatformSettings;
 use redis::Script;
 
 use super::FeedConfig;
@@ -145,9 +146,9 @@ pub struct FeedCache {
 
 impl FeedCache {
     /// The cache a deployment's config describes (Redis is connected on first use).
-    pub fn from_config(config: &FeedConfig) -> anyhow::Result<Self> {
-        let redis = Redis::new(&config.redis)?;
-        let prefix = config.key_prefix();
+    pub fn from_config(settings: &PlatformSettings, config: &FeedConfig) -> anyhow::Result<Self> {
+        let redis = Redis::new(&settings.redis)?;
+        let prefix = settings.key_prefix();
         Ok(Self {
             local: LocalPosts::new(
                 redis.clone(),

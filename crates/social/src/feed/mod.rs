@@ -14,7 +14,6 @@ pub mod worker;
 
 use std::time::Duration;
 
-use agora_platform::cache::RedisConfig;
 use clap::Args;
 
 pub use reader::{FeedPost, FeedReader};
@@ -22,14 +21,6 @@ pub use reader::{FeedPost, FeedReader};
 /// Feed settings shared by the server and the worker.
 #[derive(Debug, Clone, Args)]
 pub struct FeedConfig {
-    #[command(flatten)]
-    pub redis: RedisConfig,
-
-    /// Prefix of every Redis key and RabbitMQ queue of this deployment, so several can share
-    /// one Redis and one broker.
-    #[arg(long = "namespace", env = "AGORA_NAMESPACE", default_value = "agora")]
-    pub namespace: String,
-
     /// Newest posts kept per feed in Redis; deeper pages come from PostgreSQL.
     #[arg(long = "feed-capacity", env = "AGORA_FEED_CAPACITY", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -83,10 +74,8 @@ pub struct FeedConfig {
 }
 
 impl FeedConfig {
-    pub fn for_redis(url: impl Into<String>) -> Self {
+    pub fn defaults() -> Self {
         Self {
-            redis: RedisConfig::for_url(url),
-            namespace: "agora".into(),
             capacity: 1000,
             inactive_after_secs: 7 * 24 * 3600,
             celebrity_followers: 10_000,
@@ -95,10 +84,6 @@ impl FeedConfig {
             post_memory_cache_ttl_secs: 60,
             test_writeback_delay_ms: 0,
         }
-    }
-
-    pub fn key_prefix(&self) -> String {
-        format!("{}:", self.namespace)
     }
 
     pub fn inactive_after(&self) -> Duration {

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_platform::amqp::{self, AmqpConfig, Delivery, Handled, Outgoing};
-use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
 use agora_platform::outbox::{self, Outbox, Relay};
+use agora_platform::settings::PlatformSettings;
 use anyhow::Context;
 use clap::Args;
 use lapin::Channel;
@@ -39,7 +39,7 @@ use agora_platform::supervise::supervise;
 #[derive(Debug, Clone, Args)]
 pub struct WorkerConfig {
     #[command(flatten)]
-    pub database: DatabaseConfig,
+    pub platform: PlatformSettings,
 
     #[command(flatten)]
     pub feed: FeedConfig,
@@ -75,10 +75,10 @@ struct Queues {
 }
 
 impl Queues {
-    fn of(config: &FeedConfig) -> Self {
+    fn of(namespace: &str) -> Self {
         Self {
-            events: format!("{}.feed.events", config.namespace),
-            fanout: format!("{}.feed.fanout", config.namespace),
+            events: format!("{namespace}.feed.events"),
+            fanout: format!("{namespace}.feed.fanout"),
         }
     }
 }
@@ -88,9 +88,9 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = db::connect_pool(&config.database, "agora-worker")?;
-    let cache = FeedCache::from_config(&config.feed)?;
-    let presence = Presence::new(cache.redis().clone(), &config.feed.key_prefix());
+    let pool = db::connect_pool(&config.platform.database, "agora-worker")?;
+    let cache = FeedCache::from_config(&config.platform, &config.feed)?;
+    let presence = Presence::new(cache.redis().clone(), &config.platform.key_prefix());
     let fanout = FanOut::new(
         Store::new(agora_platform::replicas::Database::single(pool.clone())),
         cache,
@@ -110,7 +110,7 @@ pub async fn run(
     }
     let outbox = Arc::new(FeedOutbox);
     let relay_settings = Arc::new(Relay {
-        queue: Queues::of(&config.feed).events,
+        queue: Queues::of(&config.platform.namespace).events,
         batch: config.relay_batch,
         poll: Duration::from_millis(config.relay_poll_ms),
     });
@@ -121,7 +121,7 @@ pub async fn run(
                 outbox.clone(),
                 relay_settings.clone(),
                 pool.clone(),
-                config.database.url.clone(),
+                config.platform.database.url.clone(),
                 config.amqp.clone(),
                 stop,
             )
@@ -137,7 +137,7 @@ pub async fn run(
         Store::new(agora_platform::replicas::Database::single(pool.clone())),
         stop.clone(),
     ));
-    tracing::info!(namespace = %config.feed.namespace, "feed worker running");
+    tracing::info!(namespace = %config.platform.namespace, "feed worker running");
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
@@ -263,7 +263,7 @@ async fn consume(
     lane: Lane,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let queues = Queues::of(&config.feed);
+    let queues = Queues::of(&config.platform.namespace);
     let connection = amqp::connect(&config.amqp, lane.name()).await?;
     let channel = amqp::confirming_channel(&connection).await?;
     amqp::declare_queue(&channel, &config.amqp, &queues.events).await?;
@@ -289,7 +289,7 @@ async fn consume(
                 // The live messages and the continuation are safely queued before this
                 // message is acknowledged.
                 if !outcome.live.is_empty() {
-                    publish_live(channel, &config.feed.namespace, &outcome.live).await?;
+                    publish_live(channel, &config.platform.namespace, &outcome.live).await?;
                 }
                 if let Some(next) = outcome.next {
                     amqp::publish_confirmed(channel, &queues.fanout, &[next], Delivery::Durable)

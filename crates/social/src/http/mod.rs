@@ -9,9 +9,11 @@ mod users;
 use std::future::Future;
 use std::sync::Arc;
 
+use agora_platform::config::HttpConfig;
 use agora_platform::db;
 use agora_platform::http::{OpsEndpoints, bearer_token, session_token};
 use agora_platform::service::Service;
+use agora_platform::settings::PlatformSettings;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -95,12 +97,16 @@ pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoin
 /// The social network as a service the platform serves: its routes, readiness checks, the
 /// session and post-change listeners, the live feed consumer, and closing live sockets on
 /// shutdown.
-pub fn service(config: &SocialConfig) -> anyhow::Result<Service> {
-    service_of(SocialService::connect(config)?, config)
+pub fn service(settings: &PlatformSettings, config: &SocialConfig) -> anyhow::Result<Service> {
+    service_of(SocialService::connect(settings, config)?, settings, config)
 }
 
 /// [`service`] around operations the caller also uses (the web front end shares them).
-pub fn service_of(service: SocialService, config: &SocialConfig) -> anyhow::Result<Service> {
+pub fn service_of(
+    service: SocialService,
+    settings: &PlatformSettings,
+    config: &SocialConfig,
+) -> anyhow::Result<Service> {
     let sessions = service.sessions().cache().clone();
     // Subscribed before the listener starts, so no revocation goes unheard.
     let revocations = sessions.revocations();
@@ -110,7 +116,7 @@ pub fn service_of(service: SocialService, config: &SocialConfig) -> anyhow::Resu
     let (live_stop_tx, live_stop) = tokio::sync::watch::channel(false);
     let live = crate::live::consumer::spawn(
         config.live.clone(),
-        config.feed.namespace.clone(),
+        settings.namespace.clone(),
         service.live().clone(),
         live_stop,
     );
@@ -144,12 +150,14 @@ pub fn service_of(service: SocialService, config: &SocialConfig) -> anyhow::Resu
 
 /// Serves the social network alone on `listener` until `shutdown` resolves.
 pub async fn run(
+    settings: PlatformSettings,
+    http: HttpConfig,
     config: SocialConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let social = service(&config)?;
-    agora_platform::service::run(vec![social], listener, &config.http, shutdown).await
+    let social = service(&settings, &config)?;
+    agora_platform::service::run(vec![social], listener, &http, shutdown).await
 }
 
 /// Upgraded sockets outlive `serve`: gives their sessions up to 5 s (within the grace period)

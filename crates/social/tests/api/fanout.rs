@@ -47,7 +47,7 @@ async fn outbox_len(app: &TestApp) -> i64 {
 async fn a_new_post_reaches_every_cached_follower_feed_through_the_bulk_lane() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
-    config.feed.fanout_batch = 2; // 5 followers: one inline batch, then two bulk-lane tasks
+    config.social.feed.fanout_batch = 2; // 5 followers: one inline batch, then two bulk-lane tasks
     let mut app = TestApp::spawn_with(database, config).await;
     app.start_worker(worker_config_for(&app, &amqp_url()));
     let (author, author_token) = app.user("Автор", "Веерный").await;
@@ -84,7 +84,7 @@ async fn a_redelivered_event_never_duplicates_a_feed_entry() {
         channel
             .basic_publish(
                 "".into(),
-                format!("{}.feed.events", app.config.feed.namespace)
+                format!("{}.feed.events", app.config.platform.namespace)
                     .as_str()
                     .into(),
                 BasicPublishOptions::default(),
@@ -108,7 +108,7 @@ async fn a_celebrity_is_merged_at_read_time_not_pushed() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
     // The star gets 4 followers, the friend 3: one celebrity, one ordinary author.
-    config.feed.celebrity_followers = 4;
+    config.social.feed.celebrity_followers = 4;
     let mut app = TestApp::spawn_with(database, config).await;
     app.start_worker(worker_config_for(&app, &amqp_url()));
     let (star, star_token) = app.user("Звезда", "Знаменитая").await;
@@ -124,7 +124,7 @@ async fn a_celebrity_is_merged_at_read_time_not_pushed() {
     // feed rebuilt from the database (after a friend change dropped it) may still take the
     // star's posts in, so the post under test comes after.
     let warmup = app.post(&star_token, "warming up").await;
-    let celebs_key = format!("{}celebs", app.config.feed.key_prefix());
+    let celebs_key = format!("{}celebs", app.config.platform.key_prefix());
     eventually("the star to be classified", || async {
         let mut redis = app.redis().await;
         let known: bool = redis::cmd("SISMEMBER")
@@ -194,7 +194,10 @@ async fn inactive_followers_get_no_push_and_catch_up_on_return() {
     .await;
     let mut redis = app.redis().await;
     let exists: bool = redis::cmd("EXISTS")
-        .arg(format!("{}feed:{sleeper_id}", app.config.feed.key_prefix()))
+        .arg(format!(
+            "{}feed:{sleeper_id}",
+            app.config.platform.key_prefix()
+        ))
         .query_async(&mut redis)
         .await
         .unwrap();

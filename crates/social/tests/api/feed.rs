@@ -172,7 +172,7 @@ async fn edits_and_deletions_reach_the_post_bodies_other_instances_keep_in_memor
     let post_id: i64 = post.parse().unwrap();
     let sql = app.sql().await;
     let mut redis = app.redis().await;
-    let redis_key = format!("{}:post:{post}", app.config.feed.namespace);
+    let redis_key = format!("{}:post:{post}", app.config.platform.namespace);
     // Change the text behind the caches' back (no announcement) until the other instance
     // shows an older one: it is then serving the body from its memory.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -275,7 +275,7 @@ async fn rebuilds(app: &TestApp) -> f64 {
     let text = app.get("/metrics", None).await.text().await.unwrap();
     let series = format!(
         "feed_rebuilds_total{{namespace=\"{}\"}} ",
-        app.config.feed.namespace
+        app.config.platform.namespace
     );
     text.lines()
         .find_map(|line| line.strip_prefix(series.as_str()))
@@ -287,8 +287,8 @@ async fn without_redis_the_feed_is_read_from_the_database() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
     // A port nothing listens on.
-    config.feed.redis.url = "redis://127.0.0.1:9".into();
-    config.feed.redis.timeout_ms = 200;
+    config.platform.redis.url = "redis://127.0.0.1:9".into();
+    config.platform.redis.timeout_ms = 200;
     let app = TestApp::spawn_with(database, config).await;
     let (_, reader) = app.user("Читатель", "Автономный").await;
     let (alice, alice_token) = app.user("Алиса", "Безкешева").await;

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 use crate::common::{PASSWORD, TestApp, assert_error, config_for};
 
-async fn spawn_with(configure: impl FnOnce(&mut agora_social::SocialConfig)) -> TestApp {
+async fn spawn_with(configure: impl FnOnce(&mut crate::common::AppConfig)) -> TestApp {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
     configure(&mut config);
@@ -194,9 +194,9 @@ async fn made_up_methods_share_one_metric_label() {
 #[tokio::test]
 async fn failed_logins_lock_out_the_guessing_source_not_the_account_owner() {
     let app = spawn_with(|config| {
-        config.auth.failures_per_account = 3;
-        config.auth.failures_per_address = 6;
-        config.auth.failure_window_secs = 2;
+        config.platform.auth.failures_per_account = 3;
+        config.platform.auth.failures_per_address = 6;
+        config.platform.auth.failure_window_secs = 2;
     })
     .await;
     let id = app.register("Ева", "Подборова").await;
@@ -328,7 +328,7 @@ async fn logout_ends_a_session_on_every_instance_at_once() {
 
 #[tokio::test]
 async fn a_user_holds_a_bounded_number_of_sessions() {
-    let app = spawn_with(|config| config.max_sessions_per_user = 3).await;
+    let app = spawn_with(|config| config.social.max_sessions_per_user = 3).await;
     let id = app.register("Ада", "Многовходова").await;
     let mut tokens = Vec::new();
     for _ in 0..5 {
@@ -529,7 +529,7 @@ async fn the_test_database_server_is_durable() {
 #[tokio::test]
 async fn a_query_past_the_statement_timeout_is_cancelled() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url).database;
+    let mut config = config_for(&database.url).platform.database;
     config.statement_timeout_ms = 100;
     let pool = agora_platform::db::connect_pool(&config, "timeout-test").unwrap();
     let connection = pool.get().await.unwrap();
@@ -547,7 +547,7 @@ async fn a_query_past_the_statement_timeout_is_cancelled() {
 
 #[tokio::test]
 async fn one_user_flooding_live_sockets_is_refused_and_others_still_connect() {
-    let app = spawn_with(|config| config.live.sockets_per_user = 5).await;
+    let app = spawn_with(|config| config.social.live.sockets_per_user = 5).await;
     let (_, flooder) = app.user("Флуд", "Сокетов").await;
     let (_, other) = app.user("Обычный", "Читатель").await;
     let mut held = Vec::new();
@@ -679,7 +679,7 @@ async fn feed_load(app: &TestApp, token: &str, secs: u64, skip: Duration) -> (f6
 #[tokio::test]
 async fn a_stalled_redis_is_skipped_not_waited_for() {
     let redis = PrivateRedis::start().await;
-    let app = spawn_with(|config| config.feed.redis.url = redis.url.clone()).await;
+    let app = spawn_with(|config| config.platform.redis.url = redis.url.clone()).await;
     let (author, author_token) = app.user("Автор", "Кэшев").await;
     let (_, reader) = app.user("Читатель", "Кэшев").await;
     let response = app

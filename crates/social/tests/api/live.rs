@@ -64,7 +64,7 @@ struct SpyInstance {
 
 impl SpyInstance {
     async fn start(app: &TestApp, online: &[&str]) -> Self {
-        let namespace = &app.config.feed.namespace;
+        let namespace = &app.config.platform.namespace;
         let queue = agora_social::live::instance_queue(namespace, "spy");
         let connection = amqp::connect(&AmqpConfig::for_url(amqp_url()), "spy")
             .await
@@ -95,8 +95,8 @@ impl SpyInstance {
     }
 
     async fn join(&self, app: &TestApp, user: &str) {
-        let redis = agora_platform::cache::Redis::new(&app.config.feed.redis).unwrap();
-        let presence = agora_social::live::Presence::new(redis, &app.config.feed.key_prefix());
+        let redis = agora_platform::cache::Redis::new(&app.config.platform.redis).unwrap();
+        let presence = agora_social::live::Presence::new(redis, &app.config.platform.key_prefix());
         let join = agora_social::live::presence::Change::Join(user.parse().unwrap());
         presence.apply("spy", &[join]).await.unwrap();
     }
@@ -224,7 +224,7 @@ async fn a_client_that_reconnects_with_since_misses_nothing_across_a_restart() {
 async fn a_celebrity_reaches_online_followers_without_listing_them() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
-    config.feed.celebrity_followers = 2;
+    config.social.feed.celebrity_followers = 2;
     let mut app = TestApp::spawn_with(database, config).await;
     app.start_worker(worker_config_for(&app, &amqp_url()));
     let (star, star_token) = app.user("Звезда", "Яркая").await;
@@ -243,7 +243,7 @@ async fn a_celebrity_reaches_online_followers_without_listing_them() {
 async fn a_silent_client_is_closed_after_two_heartbeats() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
-    config.live.heartbeat_ms = 100;
+    config.social.live.heartbeat_ms = 100;
     let app = TestApp::spawn_with(database, config).await;
     let (_, token) = app.user("Молчун", "Глухой").await;
     let (stream, _) =
@@ -285,7 +285,7 @@ async fn ready_reports_a_missing_broker_and_a_stuck_outbox() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
     // A port nothing listens on.
-    config.live.amqp.url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
+    config.social.live.amqp.url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
     let app = TestApp::spawn_with(database, config).await;
     assert_eq!(degraded(&app).await, serde_json::json!(["rabbitmq"]));
 
@@ -343,7 +343,8 @@ async fn a_broken_live_queue_makes_clients_replay_and_nothing_is_lost() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
     // Only the server's live consumer goes through the proxy; the worker keeps its broker.
-    config.live.amqp.url = amqp_url().replace(&broker.to_string(), &proxy.address.to_string());
+    config.social.live.amqp.url =
+        amqp_url().replace(&broker.to_string(), &proxy.address.to_string());
     let mut app = TestApp::spawn_with(database, config).await;
     app.start_worker(worker_config_for(&app, &amqp_url()));
     let (author, author_token) = app.user("Автор", "Непрерывный").await;
@@ -375,7 +376,7 @@ async fn a_broken_live_queue_makes_clients_replay_and_nothing_is_lost() {
 async fn replay_sends_the_newest_posts_up_to_its_limit_oldest_first() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
-    config.live.replay_limit = 2;
+    config.social.live.replay_limit = 2;
     let app = TestApp::spawn_with(database, config).await;
     let (author, author_token) = app.user("Автор", "Многословный").await;
     let (other, other_token) = app.user("Автор", "Второй").await;
@@ -396,7 +397,7 @@ async fn replay_sends_the_newest_posts_up_to_its_limit_oldest_first() {
 async fn a_socket_closes_when_its_token_expires() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
-    config.token_ttl_secs = 2;
+    config.social.token_ttl_secs = 2;
     let app = TestApp::spawn_with(database, config).await;
     let (_, token) = app.user("Гость", "Недолгий").await;
     let mut socket = app.live(&token, None).await;
@@ -410,8 +411,8 @@ async fn without_redis_the_handshake_is_503_with_retry_after() {
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
     // A port nothing listens on: presence cannot be recorded.
-    config.feed.redis.url = "redis://127.0.0.1:9".into();
-    config.feed.redis.timeout_ms = 200;
+    config.platform.redis.url = "redis://127.0.0.1:9".into();
+    config.platform.redis.timeout_ms = 200;
     let app = TestApp::spawn_with(database, config).await;
     let (_, token) = app.user("Читатель", "Без кеша").await;
     let error = tokio_tungstenite::connect_async(live_request(app.address, Some(&token), None))

@@ -180,7 +180,7 @@ async fn a_slow_reader_cannot_write_an_edited_post_back_as_it_was() {
         agora_platform::testing::TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
     // Every body a feed read loads from PostgreSQL reaches Redis 1.5 s later.
-    config.feed.test_writeback_delay_ms = 1_500;
+    config.social.feed.test_writeback_delay_ms = 1_500;
     let app = TestApp::spawn_with(database, config).await;
     let (author, author_token) = app.user("Автор", "Правок").await;
     let (_, reader_token) = app.user("Читатель", "Правок").await;

@@ -19,9 +19,13 @@ use crate::common::{TestApp, assert_error, eventually, redis_url};
 async fn spawn_other_service(
     app: &TestApp,
 ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let pool = db::connect_pool(&app.config.database, "other-service").unwrap();
+    let pool = db::connect_pool(&app.config.platform.database, "other-service").unwrap();
     let redis = Redis::new(&RedisConfig::for_url(redis_url())).unwrap();
-    let cache = SessionCache::new(&app.config.auth, redis, &app.config.feed.key_prefix());
+    let cache = SessionCache::new(
+        &app.config.platform.auth,
+        redis,
+        &app.config.platform.key_prefix(),
+    );
     let sessions = Sessions::new(pool, cache.clone());
     let api = Router::new()
         .route(

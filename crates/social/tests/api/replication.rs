@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use agora_platform::config::NamedServer;
 use agora_platform::testing::{TestDatabase, url_with_database};
-use agora_social::SocialConfig;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -23,19 +23,19 @@ use crate::common::{TestApp, config_for, eventually};
 async fn app_on_formation(
     formation: &Formation,
     replicas: &[String],
-    tweak: impl FnOnce(&mut SocialConfig),
+    tweak: impl FnOnce(&mut crate::common::AppConfig),
 ) -> TestApp {
     let database =
         TestDatabase::create_on(&formation.primary, "social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
-    config.database.replicas = replicas
+    config.platform.database.replicas = replicas
         .iter()
         .map(|name| NamedServer {
             name: name.clone(),
             url: url_with_database(&formation.node(name).url, database.name()),
         })
         .collect();
-    config.database.replica_check_ms = 200;
+    config.platform.database.replica_check_ms = 200;
     tweak(&mut config);
     TestApp::spawn_with(database, config).await
 }
@@ -82,7 +82,7 @@ async fn reads_spread_over_the_replicas_and_a_paused_replica_leaves_rotation_unt
     let (_, standbys) = formation.roles().await;
     let all: Vec<String> = formation.nodes.iter().map(|n| n.name.clone()).collect();
     let app = app_on_formation(&formation, &all, |config| {
-        config.database.replica_max_lag_ms = 1_000;
+        config.platform.database.replica_max_lag_ms = 1_000;
     })
     .await;
     for standby in &standbys {
@@ -153,10 +153,10 @@ async fn a_writer_reads_their_own_write_while_the_only_replica_is_paused() {
     // Lag limits so loose that the paused replica stays in rotation: only read-your-writes
     // keeps the author away from it.
     let app = app_on_formation(&formation, std::slice::from_ref(&replica), |config| {
-        config.database.replica_max_lag_ms = 600_000;
-        config.database.replica_max_lag_bytes = 1 << 40;
+        config.platform.database.replica_max_lag_ms = 600_000;
+        config.platform.database.replica_max_lag_bytes = 1 << 40;
         // The whole suite shares two cores: a check slowed down by it must not count as down.
-        config.database.replica_check_timeout_ms = 5_000;
+        config.platform.database.replica_check_timeout_ms = 5_000;
     })
     .await;
     wait_in_rotation(&app, &replica, true).await;
@@ -580,7 +580,7 @@ async fn an_idle_primary_does_not_make_its_replicas_look_behind() {
     formation.heal().await;
     let (_, standbys) = formation.roles().await;
     let app = app_on_formation(&formation, &standbys, |config| {
-        config.database.replica_max_lag_ms = 1_000;
+        config.platform.database.replica_max_lag_ms = 1_000;
     })
     .await;
     let (_, token) = app.user("Ида", "Простоева").await;
@@ -632,7 +632,7 @@ async fn with_both_replicas_down_writes_answer_within_the_deadline() {
     formation.heal().await;
     let (primary, standbys) = formation.roles().await;
     let app = app_on_formation(&formation, &[], |config| {
-        config.database.statement_timeout_ms = 2_000;
+        config.platform.database.statement_timeout_ms = 2_000;
     })
     .await;
     let database = app.database.name().to_owned();

@@ -169,7 +169,7 @@ async fn tokens_are_stored_hashed_and_expire() {
     // hardening.rs; natural expiry is exact either way, the cache keeps expires_at).
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
-    config.auth.session_cache_ttl_ms = 0;
+    config.platform.auth.session_cache_ttl_ms = 0;
     let app = TestApp::spawn_with(database, config).await;
     let (id, token) = app.user("Ольга", "Козлова").await;
     let other = app.register("Сергей", "Новиков").await;
@@ -412,7 +412,7 @@ async fn search_uses_an_index_created_while_the_server_runs() {
     // plans each search for its values, so an index built online serves the very next search.
     let database = TestDatabase::create("social", agora_social::migrations).await;
     let mut config = config_for(&database.url);
-    config.database.pool_size = 1; // every search on the same server connection
+    config.platform.database.pool_size = 1; // every search on the same server connection
     let app = TestApp::spawn_with(database, config).await;
     let sql = app.sql().await;
     sql.batch_execute(

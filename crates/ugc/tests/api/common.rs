@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use agora_platform::session::Sessions;
 use agora_platform::testing::proxy::ChaosProxy;
-use agora_platform::testing::{SharedSettings, TestDatabase, server_of, url_through};
+use agora_platform::testing::{TestDatabase, server_of, url_through};
 use agora_ugc::UgcConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ impl UgcApp {
 
     async fn spawn_with(ugc: TestDatabase, url: String, proxy: Option<ChaosProxy>) -> Self {
         let main = TestDatabase::create("social", agora_social::migrations).await;
-        let settings = SharedSettings::new(
+        let settings = agora_platform::testing::platform_settings(
             &main.url,
             &format!("ugctest{}-{}", std::process::id(), ugc.name()),
         );
@@ -52,9 +52,9 @@ impl UgcApp {
             deadline_ms: 3_000,
             ..UgcConfig::for_database(url)
         };
-        let service = agora_ugc::service(&config, settings.shared()).unwrap();
+        let service = agora_ugc::service(&config, &settings).unwrap();
         let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = settings.sessions("ugc-test");
+        let sessions = agora_platform::testing::sessions(&settings, "ugc-test");
         Self {
             address,
             main,

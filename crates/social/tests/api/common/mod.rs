@@ -7,8 +7,8 @@ pub use agora_platform::testing::{eventually, proxy, redis_url};
 use std::net::SocketAddr;
 
 use agora_platform::amqp::AmqpConfig;
-use agora_platform::auth::AuthConfig;
-use agora_platform::config::{DatabaseConfig, HttpConfig};
+use agora_platform::config::HttpConfig;
+use agora_platform::settings::PlatformSettings;
 use agora_platform::testing::TestDatabase;
 use agora_social::SocialConfig;
 use agora_social::feed::FeedConfig;
@@ -22,9 +22,18 @@ use tokio_postgres::NoTls;
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Everything a test server runs with: the settings every service shares, the HTTP server's,
+/// and the social network's own.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub platform: PlatformSettings,
+    pub http: HttpConfig,
+    pub social: SocialConfig,
+}
+
 pub struct TestApp {
     pub address: SocketAddr,
-    pub config: SocialConfig,
+    pub config: AppConfig,
     /// Stops the feed worker, when one was started.
     worker: Option<oneshot::Sender<()>>,
     pub client: Client,
@@ -32,23 +41,21 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
 }
 
-pub fn config_for(database_url: &str) -> SocialConfig {
-    SocialConfig {
-        database: DatabaseConfig {
-            connect_timeout_ms: 1_000,
-            wait_timeout_ms: 2_000,
-            ..DatabaseConfig::for_url(database_url)
-        },
+pub fn config_for(database_url: &str) -> AppConfig {
+    AppConfig {
+        platform: agora_platform::testing::platform_settings(database_url, &unique_namespace()),
         http: HttpConfig::for_listen("127.0.0.1:0".parse().unwrap()),
-        feed: FeedConfig {
-            namespace: unique_namespace(),
-            ..FeedConfig::for_redis(redis_url())
-        },
+        social: social_config(),
+    }
+}
+
+fn social_config() -> SocialConfig {
+    SocialConfig {
+        feed: FeedConfig::defaults(),
         live: LiveConfig {
             amqp: test_amqp_config(&amqp_url()),
             ..LiveConfig::for_amqp(amqp_url())
         },
-        auth: AuthConfig::default(),
         max_sessions_per_user: 100,
         search_order: agora_social::config::SearchOrder::Name,
         token_ttl_secs: 3600,
@@ -75,7 +82,7 @@ impl TestApp {
     }
 
     /// Serves with `config` (its database URL may point elsewhere, e.g. through a proxy).
-    pub async fn spawn_with(database: TestDatabase, config: SocialConfig) -> Self {
+    pub async fn spawn_with(database: TestDatabase, config: AppConfig) -> Self {
         init_tracing();
         let mut instance = Instance::start(config.clone()).await;
         Self {
@@ -91,7 +98,7 @@ impl TestApp {
     /// Another server instance of the same deployment (database, Redis namespace, broker).
     pub async fn spawn_instance(&self) -> Instance {
         let mut config = self.config.clone();
-        config.live.instance_id = String::new();
+        config.social.live.instance_id = String::new();
         Instance::start(config).await
     }
 
@@ -173,7 +180,7 @@ impl TestApp {
 
     /// A Redis connection, for arranging and checking the cache.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.config.feed.redis.url.as_str())
+        redis::Client::open(self.config.platform.redis.url.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -184,7 +191,7 @@ impl TestApp {
     pub async fn raw_feeds(&self) -> Vec<Vec<u8>> {
         let mut redis = self.redis().await;
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}feed:*", self.config.feed.key_prefix()))
+            .arg(format!("{}feed:*", self.config.platform.key_prefix()))
             .query_async(&mut redis)
             .await
             .unwrap();
@@ -202,7 +209,7 @@ impl TestApp {
 
     /// Deletes every Redis key of this app, as FLUSHALL would (other tests share the Redis).
     pub async fn flush_redis(&self) {
-        let pattern = format!("{}*", self.config.feed.key_prefix());
+        let pattern = format!("{}*", self.config.platform.key_prefix());
         agora_platform::testing::delete_redis_keys(&redis_url(), &pattern).await;
     }
 
@@ -272,8 +279,8 @@ pub fn test_amqp_config(amqp_url: &str) -> AmqpConfig {
 /// A worker config for `app`: same database, Redis namespace and queues.
 pub fn worker_config_for(app: &TestApp, amqp_url: &str) -> WorkerConfig {
     WorkerConfig {
-        database: app.config.database.clone(),
-        feed: app.config.feed.clone(),
+        platform: app.config.platform.clone(),
+        feed: app.config.social.feed.clone(),
         amqp: test_amqp_config(amqp_url),
         relay_batch: 200,
         // Far beyond any test's patience: posts must arrive because NOTIFY woke the relay.
@@ -318,13 +325,19 @@ pub struct Instance {
 }
 
 impl Instance {
-    async fn start(config: SocialConfig) -> Self {
+    async fn start(config: AppConfig) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(agora_social::http::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(agora_social::http::run(
+            config.platform,
+            config.http,
+            config.social,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             address,
             stop: Some(stop),
