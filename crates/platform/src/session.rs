@@ -4,6 +4,7 @@
 //! (created by the social network's first migration, where the users are) and Redis for the
 //! cache's revocations.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
@@ -15,7 +16,7 @@ use crate::auth::{SessionCache, TokenHash};
 use crate::credentials::{issue_token, stored_token_hash};
 use crate::db::{DbError, DbPool};
 use crate::error::ApiError;
-use crate::http::bearer_token;
+use crate::http::{bearer_token, session_token};
 use crate::ids::UserId;
 
 /// The sessions table and the checked-token cache in front of it. Cheap to clone.
@@ -70,6 +71,11 @@ impl Sessions {
     /// The user a bearer token belongs to, and how long the token stays valid.
     pub async fn authenticate(&self, token: &str) -> Result<(UserId, Duration), AuthError> {
         let hash = stored_token_hash(token).ok_or(AuthError::Invalid)?;
+        self.authenticate_hash(hash).await
+    }
+
+    /// [`Sessions::authenticate`] for a token already hashed.
+    async fn authenticate_hash(&self, hash: TokenHash) -> Result<(UserId, Duration), AuthError> {
         if let Some((user, valid_for)) = self.cache.get(&hash) {
             return Ok((UserId(user), valid_for));
         }
@@ -182,33 +188,73 @@ impl Sessions {
     }
 }
 
-/// The user a request's bearer token belongs to, for any service whose state yields
-/// [`Sessions`]; 401 in the error envelope (with `WWW-Authenticate: Bearer`) without a valid
-/// token.
-pub struct Authenticated {
+/// Where a request may carry its session token (see [`Authenticated`]).
+pub trait TokenSource: Send + Sync + 'static {
+    fn token(parts: &Parts) -> Option<&str>;
+}
+
+/// `Authorization: Bearer` only: every API route.
+pub struct Bearer;
+
+impl TokenSource for Bearer {
+    fn token(parts: &Parts) -> Option<&str> {
+        bearer_token(parts)
+    }
+}
+
+/// The bearer token, or the web front end's session cookie on a request from one of this
+/// server's own pages (`http::session_token`): browsers cannot set headers on a WebSocket
+/// handshake.
+pub struct BearerOrPageCookie;
+
+impl TokenSource for BearerOrPageCookie {
+    fn token(parts: &Parts) -> Option<&str> {
+        session_token(parts)
+    }
+}
+
+/// The user a request's session token belongs to: the one way every service authenticates a
+/// request, for any state that yields [`Sessions`]; 401 in the error envelope (with
+/// `WWW-Authenticate: Bearer`) without a valid token. `From` says where the token may be
+/// ([`Bearer`] unless said otherwise); the web front end's pages read their cookie
+/// themselves and check it with the same [`Sessions::authenticate`].
+pub struct Authenticated<From: TokenSource = Bearer> {
     pub user: UserId,
     /// How long the token stays valid (for connections that outlive the request).
     pub valid_for: Duration,
+    /// The session's stored token hash: a connection that outlives the request ends when this
+    /// session is revoked.
+    pub session: TokenHash,
+    source: PhantomData<From>,
 }
 
-impl<S> FromRequestParts<S> for Authenticated
+impl<S, From> FromRequestParts<S> for Authenticated<From>
 where
     S: Send + Sync,
     Sessions: FromRef<S>,
+    From: TokenSource,
 {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or(AuthError::Missing)?;
-        let (user, valid_for) = Sessions::from_ref(state).authenticate(token).await?;
-        Ok(Self { user, valid_for })
+        let token = From::token(parts).ok_or(AuthError::Missing)?;
+        let session = stored_token_hash(token).ok_or(AuthError::Invalid)?;
+        let (user, valid_for) = Sessions::from_ref(state)
+            .authenticate_hash(session.clone())
+            .await?;
+        Ok(Self {
+            user,
+            valid_for,
+            session,
+            source: PhantomData,
+        })
     }
 }
 
 /// `Option<Authenticated>`: for reads that anyone may make and a signed-in caller sees more of.
 /// No token is `None`; a token that is present but invalid is still 401, so a client never
 /// mistakes an expired session for an anonymous answer.
-impl<S> OptionalFromRequestParts<S> for Authenticated
+impl<S> OptionalFromRequestParts<S> for Authenticated<Bearer>
 where
     S: Send + Sync,
     Sessions: FromRef<S>,

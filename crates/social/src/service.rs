@@ -241,17 +241,6 @@ impl SocialService {
         Ok(self.sessions.close_all(UserId(user_id)).await?)
     }
 
-    /// The user a bearer token belongs to.
-    pub async fn authenticate(&self, token: &str) -> Result<i64, SocialError> {
-        Ok(self.authenticate_session(token).await?.0)
-    }
-
-    /// The user a bearer token belongs to, and how long the token stays valid.
-    pub async fn authenticate_session(&self, token: &str) -> Result<(i64, Duration), SocialError> {
-        let (user, valid_for) = self.sessions.authenticate(token).await?;
-        Ok((user.0, valid_for))
-    }
-
     /// A profile; `reader` (when the request is signed in) sees their own latest writes.
     pub async fn user(&self, id: i64, reader: Option<i64>) -> Result<UserRecord, SocialError> {
         let fresh = self.store.freshness_for(reader).await;

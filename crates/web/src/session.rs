@@ -7,6 +7,8 @@
 //! carry them at all in current browsers.
 
 use agora_platform::http::{cookie, session_cookie_name};
+use agora_platform::ids::UserId;
+use agora_platform::session::AuthError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
@@ -139,8 +141,8 @@ impl FromRequestParts<Web> for Viewer {
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
         let secure = served_over_https(parts, web);
         if let Some(token) = cookie(parts, session_cookie_name(secure)) {
-            match web.social().authenticate(token).await {
-                Ok(id) => {
+            match web.social().sessions().authenticate(token).await {
+                Ok((UserId(id), _)) => {
                     let user = web.profiles().one(web.social(), id, Some(id)).await?;
                     let csrf = derived_csrf(token);
                     let name = format!("{} {}", user.first_name, user.second_name);
@@ -158,8 +160,10 @@ impl FromRequestParts<Web> for Viewer {
                     });
                 }
                 // An expired or revoked session: the visitor is simply signed out.
-                Err(agora_social::SocialError::Unauthorized(_)) => {}
-                Err(error) => return Err(error.into()),
+                Err(AuthError::Missing | AuthError::Invalid) => {}
+                Err(AuthError::Database(error)) => {
+                    return Err(agora_social::SocialError::Database(error).into());
+                }
             }
         }
         let (csrf, new_csrf_cookie) = match cookie(parts, csrf_cookie_name(secure)) {

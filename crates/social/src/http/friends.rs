@@ -1,14 +1,18 @@
 use agora_platform::http::PathParams;
 use axum::extract::State;
 
-use super::AuthUser;
+use agora_platform::ids::UserId;
+use agora_platform::session::Authenticated;
+
 use crate::domain;
 use crate::error::SocialError;
 use crate::service::SocialService;
 
 pub async fn set(
     State(service): State<SocialService>,
-    AuthUser(me): AuthUser,
+    Authenticated {
+        user: UserId(me), ..
+    }: Authenticated,
     PathParams(user_id): PathParams<String>,
 ) -> Result<(), SocialError> {
     let friend = domain::id("user_id", &user_id)?;
@@ -17,7 +21,9 @@ pub async fn set(
 
 pub async fn delete(
     State(service): State<SocialService>,
-    AuthUser(me): AuthUser,
+    Authenticated {
+        user: UserId(me), ..
+    }: Authenticated,
     PathParams(user_id): PathParams<String>,
 ) -> Result<(), SocialError> {
     let friend = domain::id("user_id", &user_id)?;

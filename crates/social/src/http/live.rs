@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use agora_platform::cache::CacheError;
 
-use super::AuthSession;
 use crate::domain;
 use crate::error::SocialError;
 use crate::live::hub::Subscription;
 use crate::service::SocialService;
+use agora_platform::ids::UserId;
+use agora_platform::session::{Authenticated, BearerOrPageCookie};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,11 +85,12 @@ const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// The token is checked before the upgrade: a client without one gets a plain 401.
 pub async fn posted(
     State(service): State<SocialService>,
-    AuthSession {
-        user: me,
+    Authenticated {
+        user: UserId(me),
         valid_for,
         session: socket_session,
-    }: AuthSession,
+        ..
+    }: Authenticated<BearerOrPageCookie>,
     QueryParams(query): QueryParams<LiveQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, SocialError> {
@@ -107,7 +109,7 @@ pub async fn posted(
     let subscription =
         service
             .live()
-            .subscribe(me, socket_session)
+            .subscribe(me, socket_session.into())
             .ok_or(SocialError::TooManySockets(
                 service.live().sockets_per_user(),
             ))?;

@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use agora_platform::config::HttpConfig;
 use agora_platform::db;
-use agora_platform::http::{OpsEndpoints, bearer_token, session_token};
+use agora_platform::http::{OpsEndpoints, bearer_token};
 use agora_platform::service::Service;
+use agora_platform::session::Sessions;
 use agora_platform::settings::PlatformSettings;
 use axum::Router;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::routing::{get, post, put};
 use serde::Serialize;
@@ -192,21 +193,6 @@ impl FromRequestParts<SocialService> for BearerToken {
     }
 }
 
-/// The user a request's bearer token belongs to; 401 without a valid one.
-pub struct AuthUser(pub i64);
-
-impl FromRequestParts<SocialService> for AuthUser {
-    type Rejection = SocialError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        service: &SocialService,
-    ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or(SocialError::Unauthorized("missing bearer token"))?;
-        service.authenticate(token).await.map(AuthUser)
-    }
-}
-
 /// Who reads, on routes open to anyone: the signed-in user when the request carries a valid
 /// token, so that they see their own latest writes (read-your-writes); nobody otherwise. A
 /// missing or bad token is no error here. Without replicas every read sees every write, and
@@ -226,38 +212,14 @@ impl FromRequestParts<SocialService> for Reader {
         let Some(token) = bearer_token(parts) else {
             return Ok(Reader(None));
         };
-        Ok(Reader(service.authenticate(token).await.ok()))
-    }
-}
-
-/// The user of a request's bearer token and how long the token stays valid (for connections
-/// that outlive a request); 401 without a valid one.
-pub struct AuthSession {
-    pub user: i64,
-    pub valid_for: std::time::Duration,
-    /// The session's stored token hash: a socket closes when this session is revoked.
-    pub session: std::sync::Arc<[u8]>,
-}
-
-/// Browsers cannot set headers on a WebSocket handshake: the web front end's session cookie is
-/// accepted here too, from pages of this server only (see [`session_token`]).
-impl FromRequestParts<SocialService> for AuthSession {
-    type Rejection = SocialError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        service: &SocialService,
-    ) -> Result<Self, Self::Rejection> {
-        let token =
-            session_token(parts).ok_or(SocialError::Unauthorized("missing bearer token"))?;
-        let (user, valid_for) = service.authenticate_session(token).await?;
-        let session = agora_platform::credentials::stored_token_hash(token)
-            .ok_or(SocialError::Unauthorized("invalid or expired token"))?;
-        Ok(AuthSession {
-            user,
-            valid_for,
-            session: session.into(),
-        })
+        Ok(Reader(
+            service
+                .sessions()
+                .authenticate(token)
+                .await
+                .ok()
+                .map(|(user, _)| user.0),
+        ))
     }
 }
 
@@ -313,5 +275,12 @@ impl From<Post> for PostBody {
             text: post.text,
             author_user_id: post.author_id.to_string(),
         }
+    }
+}
+
+/// The platform's `Authenticated` extractor checks tokens against the service's sessions.
+impl FromRef<SocialService> for Sessions {
+    fn from_ref(service: &SocialService) -> Sessions {
+        service.sessions().clone()
     }
 }

@@ -5,7 +5,10 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{AuthUser, PostBody, Reader};
+use agora_platform::ids::UserId;
+use agora_platform::session::Authenticated;
+
+use super::{PostBody, Reader};
 use crate::domain;
 use crate::error::SocialError;
 use crate::service::SocialService;
@@ -19,7 +22,9 @@ pub struct CreateRequest {
 /// Answers the new post's id as a bare JSON string, as the contract says.
 pub async fn create(
     State(service): State<SocialService>,
-    AuthUser(me): AuthUser,
+    Authenticated {
+        user: UserId(me), ..
+    }: Authenticated,
     JsonBody(request): JsonBody<CreateRequest>,
 ) -> Result<Json<String>, SocialError> {
     let text = domain::post_text(request.text)?;
@@ -36,7 +41,9 @@ pub struct UpdateRequest {
 
 pub async fn update(
     State(service): State<SocialService>,
-    AuthUser(me): AuthUser,
+    Authenticated {
+        user: UserId(me), ..
+    }: Authenticated,
     JsonBody(request): JsonBody<UpdateRequest>,
 ) -> Result<(), SocialError> {
     let id = request
@@ -49,7 +56,9 @@ pub async fn update(
 
 pub async fn delete(
     State(service): State<SocialService>,
-    AuthUser(me): AuthUser,
+    Authenticated {
+        user: UserId(me), ..
+    }: Authenticated,
     PathParams(id): PathParams<String>,
 ) -> Result<(), SocialError> {
     let id = domain::id("id", &id)?;
@@ -75,7 +84,9 @@ pub struct FeedQuery {
 /// where the next one starts in `X-Next-Offset` (docs/api.md).
 pub async fn feed(
     State(service): State<SocialService>,
-    AuthUser(me): AuthUser,
+    Authenticated {
+        user: UserId(me), ..
+    }: Authenticated,
     QueryParams(query): QueryParams<FeedQuery>,
 ) -> Result<Response, SocialError> {
     let (offset, limit) = domain::feed_window(query.offset, query.limit)?;

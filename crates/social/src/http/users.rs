@@ -6,7 +6,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{AuthUser, BearerToken, Reader, UserBody};
+use agora_platform::ids::UserId;
+use agora_platform::session::Authenticated;
+
+use super::{BearerToken, Reader, UserBody};
 use crate::domain::{self, NameSearch, NewUser, Registration};
 use crate::error::SocialError;
 use crate::service::SocialService;
@@ -89,7 +92,9 @@ pub async fn logout(
 /// `POST /logout/all`: ends every session of the token's user.
 pub async fn logout_all(
     State(service): State<SocialService>,
-    AuthUser(me): AuthUser,
+    Authenticated {
+        user: UserId(me), ..
+    }: Authenticated,
 ) -> Result<(), SocialError> {
     service.logout_everywhere(me).await
 }
