@@ -4,7 +4,7 @@ use agora_platform::db;
 use agora_platform::replicas::Database;
 use agora_platform::settings::PlatformSettings;
 use agora_social::SocialConfig;
-use agora_social::service::SocialService;
+use agora_social::rules::Social;
 use clap::Subcommand;
 use futures_util::StreamExt as _;
 
@@ -40,7 +40,7 @@ pub async fn run(command: FeedCommand) -> anyhow::Result<()> {
 
 async fn rebuild_feeds(args: RebuildArgs) -> anyhow::Result<()> {
     let pool = db::connect_batch_pool(&args.platform.database, "agora-feed-rebuild")?;
-    let service = SocialService::new(Database::single(pool.clone()), &args.platform, &args.config)?;
+    let service = Social::new(Database::single(pool.clone()), &args.platform, &args.config)?;
     let rebuild = |user: i64| {
         let service = service.clone();
         async move {

@@ -5,7 +5,7 @@ use agora_platform::db;
 use agora_platform::replicas::Database;
 use agora_platform::settings::PlatformSettings;
 use agora_social::SocialConfig;
-use agora_social::service::SocialService;
+use agora_social::rules::Social;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -115,7 +115,7 @@ pub async fn run(command: SeedCommand) -> anyhow::Result<()> {
         }
         SeedCommand::Demo(args) => {
             let pool = db::connect_batch_pool(&args.platform.database, "agora-seed")?;
-            let service = SocialService::new(Database::single(pool), &args.platform, &args.social)?;
+            let service = Social::new(Database::single(pool), &args.platform, &args.social)?;
             let summary = agora_social::demo::load(&service)
                 .await
                 .map_err(|error| anyhow::anyhow!("loading demo data: {error}"))?;

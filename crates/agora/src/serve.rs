@@ -92,7 +92,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // One social network and one dialogs per process: the web pages use the same ones.
     let social = names
         .contains(&ServiceName::Social)
-        .then(|| agora_social::service::SocialService::connect(&args.platform, &args.social))
+        .then(|| agora_social::rules::Social::connect(&args.platform, &args.social))
         .transpose()?;
     let dialogs = if names.contains(&ServiceName::Dialogs) {
         Some(agora_dialogs::connect(&args.dialogs, &args.platform).await?)
@@ -107,7 +107,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 &args.social,
             )?,
             ServiceName::Dialogs => {
-                agora_dialogs::http::service(dialogs.clone().expect("connected above"))
+                agora_dialogs::http::service_of(dialogs.clone().expect("connected above"))
             }
             ServiceName::Shop => agora_shop::service(&args.shop, &args.platform)?,
             ServiceName::Ugc => agora_ugc::service(&args.ugc, &args.platform)?,

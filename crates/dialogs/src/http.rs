@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DialogsError;
-use crate::service::{DialogEntry, Dialogs};
+use crate::rules::{DialogEntry, Dialogs};
 use crate::store::Message;
 
 /// Messages a page holds by default, and at most.
@@ -42,7 +42,7 @@ pub fn router(dialogs: Dialogs) -> Router {
 
 /// Dialogs as a service the platform serves: routes, a readiness check per shard server, and
 /// following the shard map.
-pub fn service(dialogs: Dialogs) -> Service {
+pub fn service_of(dialogs: Dialogs) -> Service {
     let shards = dialogs.shards().clone();
     let sessions = dialogs.sessions().cache().clone();
     let for_ready = shards.clone();

@@ -5,14 +5,14 @@
 //! logical shard. Resharding moves logical shards between servers while messages keep coming
 //! (`reshard`). See docs/dialogs.md.
 //!
-//! Layers: `http` (thin handlers) calls [`service::Dialogs`] (rules, routing), which reads and
+//! Layers: `http` (thin handlers) calls [`rules::Dialogs`] (rules, routing), which reads and
 //! writes a shard through `store` (SQL only) on the server [`shards::Shards`] names.
 
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod reshard;
-pub mod service;
+pub mod rules;
 pub mod shards;
 mod store;
 pub mod unread;
@@ -53,7 +53,7 @@ pub async fn service(
     config: &DialogsConfig,
     settings: &PlatformSettings,
 ) -> anyhow::Result<agora_platform::service::Service> {
-    Ok(http::service(connect(config, settings).await?))
+    Ok(http::service_of(connect(config, settings).await?))
 }
 
 /// Dialogs' operations on the configured servers, for a process that also serves them in
@@ -61,7 +61,7 @@ pub async fn service(
 pub async fn connect(
     config: &DialogsConfig,
     settings: &PlatformSettings,
-) -> anyhow::Result<service::Dialogs> {
+) -> anyhow::Result<rules::Dialogs> {
     let main = db::connect_pool(&settings.database, "agora-dialogs")?;
     dialogs(config, settings, main).await
 }
@@ -83,7 +83,7 @@ async fn dialogs(
     config: &DialogsConfig,
     settings: &PlatformSettings,
     main: db::DbPool,
-) -> anyhow::Result<service::Dialogs> {
+) -> anyhow::Result<rules::Dialogs> {
     let redis = Redis::new(&settings.redis)?;
     let sessions = settings.sessions(main.clone())?;
     let counters = unread::UnreadCounters::new(redis.clone(), &settings.key_prefix());
@@ -95,7 +95,7 @@ async fn dialogs(
         config,
     )
     .await?;
-    Ok(service::Dialogs::new(
+    Ok(rules::Dialogs::new(
         shards, main, sessions, counters, config,
     ))
 }

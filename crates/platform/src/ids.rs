@@ -151,12 +151,6 @@ pub struct InvalidId;
 typed_id!(
     /// A user of the social network (and of every service that authenticates through it).
     UserId,
-    /// A product of the shop's catalog.
-    ProductId,
-    /// A shop order.
-    OrderId,
-    /// A post.
-    PostId,
     /// A private message in a dialog.
     MessageId,
 );
@@ -207,8 +201,8 @@ mod tests {
         let id: UserId = serde_json::from_str("\"42\"").unwrap();
         assert_eq!(id, UserId(42));
         assert_eq!(serde_json::to_string(&MessageId(7)).unwrap(), "\"7\"");
-        assert!(serde_json::from_str::<PostId>("\"042\"").is_err());
-        assert_eq!("9".parse::<PostId>(), Ok(PostId(9)));
+        assert!(serde_json::from_str::<MessageId>("\"042\"").is_err());
+        assert_eq!("9".parse::<MessageId>(), Ok(MessageId(9)));
     }
 
     #[test]

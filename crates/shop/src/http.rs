@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{self, CustomerRequest, OrderAction, Page, ProductRequest};
 use crate::error::ShopError;
-use crate::service::{Key, Reply, Shop};
+use crate::rules::{Key, Reply, Shop};
 use crate::store::{CartLine, Order, Product};
 
 /// Every path the shop answers.
@@ -58,7 +58,7 @@ pub fn router(shop: Shop) -> Router {
 }
 
 /// The shop as a service of the platform: its routes and its database's readiness.
-pub fn service(shop: Shop) -> Service {
+pub fn service_of(shop: Shop) -> Service {
     let pool = shop.store().pool().clone();
     let scrape_pool = pool.clone();
     let sessions = shop.sessions().cache().clone();

@@ -5,7 +5,7 @@
 //! platform's: requests carry the social network's bearer tokens, checked by
 //! `platform::session` against the main database.
 //!
-//! Layers: `http` (thin handlers) calls [`service::Shop`] (rules), which uses `store` (SQL only)
+//! Layers: `http` (thin handlers) calls [`rules::Shop`] (rules), which uses `store` (SQL only)
 //! and `carts` (the Redis carts).
 
 pub mod carts;
@@ -13,7 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod service;
+pub mod rules;
 pub mod store;
 
 pub use config::{CartBackend, ShopConfig};
@@ -46,16 +46,16 @@ pub fn service(
     config: &ShopConfig,
     settings: &PlatformSettings,
 ) -> anyhow::Result<agora_platform::service::Service> {
-    Ok(http::service(shop(config, settings)?))
+    Ok(http::service_of(shop(config, settings)?))
 }
 
-pub fn shop(config: &ShopConfig, settings: &PlatformSettings) -> anyhow::Result<service::Shop> {
+pub fn shop(config: &ShopConfig, settings: &PlatformSettings) -> anyhow::Result<rules::Shop> {
     let main = db::connect_pool(&settings.database, "agora-shop")?;
     let pool = db::connect_pool(&config.database(&settings.database), "agora-shop")?;
     let redis = Redis::new(&settings.redis)?;
     let sessions = settings.sessions(main)?;
     let carts = match config.carts {
-        CartBackend::Postgres => service::Carts::Postgres,
+        CartBackend::Postgres => rules::Carts::Postgres,
         CartBackend::Redis => {
             let redis = if config.redis_sentinels.is_empty() {
                 redis
@@ -66,7 +66,7 @@ pub fn shop(config: &ShopConfig, settings: &PlatformSettings) -> anyhow::Result<
                     settings.redis.timeout(),
                 )?
             };
-            service::Carts::Redis(Box::new(carts::RedisCarts::new(
+            rules::Carts::Redis(Box::new(carts::RedisCarts::new(
                 redis,
                 &settings.key_prefix(),
             )))
@@ -76,7 +76,7 @@ pub fn shop(config: &ShopConfig, settings: &PlatformSettings) -> anyhow::Result<
         Some(node) => IdGenerator::new(i64::from(node)),
         None => IdGenerator::random_node(),
     };
-    Ok(service::Shop::new(
+    Ok(rules::Shop::new(
         store::Store::new(pool),
         carts,
         sessions,

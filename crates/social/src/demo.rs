@@ -3,7 +3,7 @@
 
 use crate::domain::{NewUser, Registration};
 use crate::error::SocialError;
-use crate::service::SocialService;
+use crate::rules::Social;
 
 pub const DEMO_PASSWORD: &str = "demo-password";
 
@@ -39,7 +39,7 @@ pub struct DemoSummary {
 }
 
 /// Loads the demo unless the database already has users; never touches existing data.
-pub async fn load(service: &SocialService) -> Result<DemoSummary, SocialError> {
+pub async fn load(service: &Social) -> Result<DemoSummary, SocialError> {
     let db = service.pool().get().await?;
     if let Some(row) = db
         .query_opt(

@@ -1,6 +1,6 @@
 //! The agora social network on the OTUS Highload Architect contract (`crates/social/api/otus-openapi.json`).
 //!
-//! Layers: `http` turns requests into calls on [`service::SocialService`], which holds the rules
+//! Layers: `http` turns requests into calls on [`rules::Social`], which holds the rules
 //! (validation, ownership, tokens) and talks to PostgreSQL through `store`.
 
 pub mod config;
@@ -10,9 +10,9 @@ pub mod error;
 pub mod feed;
 pub mod http;
 pub mod live;
+pub mod rules;
 pub mod scenario;
 pub mod seed;
-pub mod service;
 mod store;
 
 pub use config::SocialConfig;
@@ -25,4 +25,13 @@ mod embedded {
 /// The social network's schema migrations, embedded in the binary.
 pub fn migrations() -> refinery::Runner {
     embedded::migrations::runner()
+}
+
+/// The social network as a service the platform serves, on the configured databases (see
+/// [`http::service_of`]).
+pub fn service(
+    config: &SocialConfig,
+    settings: &agora_platform::settings::PlatformSettings,
+) -> anyhow::Result<agora_platform::service::Service> {
+    http::service_of(rules::Social::connect(settings, config)?, settings, config)
 }

@@ -15,7 +15,7 @@ use crate::domain::{
     self, BookmarksQuery, Cursor, FilmId, RatingRequest, ReviewRequest, ReviewsQuery, VoteRequest,
 };
 use crate::error::UgcError;
-use crate::service::{Deleted, FilmRating, Page, Ugc};
+use crate::rules::{Deleted, FilmRating, Page, Ugc};
 use crate::store::{Bookmark, Review};
 
 /// Every path UGC answers.
@@ -49,7 +49,7 @@ pub fn router(ugc: Ugc) -> Router {
 }
 
 /// UGC as a service of the platform: its routes and its database's readiness.
-pub fn service(ugc: Ugc) -> Service {
+pub fn service_of(ugc: Ugc) -> Service {
     let pool = ugc.store().pool().clone();
     let scrape_pool = pool.clone();
     let sessions = ugc.sessions().cache().clone();

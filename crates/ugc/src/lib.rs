@@ -6,14 +6,14 @@
 //! `platform::session` against the main database. The store is PostgreSQL, chosen by the
 //! storage study (docs/benchmarks/ugc-storage.md), in a database of its own.
 //!
-//! Layers: `http` (thin handlers) calls [`service::Ugc`] (rules), which uses `store` (SQL only);
+//! Layers: `http` (thin handlers) calls [`rules::Ugc`] (rules), which uses `store` (SQL only);
 //! `domain` validates what clients send.
 
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod service;
+pub mod rules;
 pub mod store;
 
 pub use config::UgcConfig;
@@ -44,14 +44,14 @@ pub fn service(
     config: &UgcConfig,
     settings: &PlatformSettings,
 ) -> anyhow::Result<agora_platform::service::Service> {
-    Ok(http::service(ugc(config, settings)?))
+    Ok(http::service_of(ugc(config, settings)?))
 }
 
-pub fn ugc(config: &UgcConfig, settings: &PlatformSettings) -> anyhow::Result<service::Ugc> {
+pub fn ugc(config: &UgcConfig, settings: &PlatformSettings) -> anyhow::Result<rules::Ugc> {
     let main = db::connect_pool(&settings.database, "agora-ugc")?;
     let pool = db::connect_pool(&config.database(&settings.database), "agora-ugc")?;
     let sessions = settings.sessions(main)?;
-    Ok(service::Ugc::new(
+    Ok(rules::Ugc::new(
         store::Store::new(pool),
         sessions,
         config.deadline(),

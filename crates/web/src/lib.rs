@@ -20,10 +20,10 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_dialogs::service::Dialogs;
+use agora_dialogs::rules::Dialogs;
 use agora_platform::http::OpsEndpoints;
 use agora_platform::service::Service;
-use agora_social::service::SocialService;
+use agora_social::rules::Social;
 
 pub use config::WebConfig;
 
@@ -34,7 +34,7 @@ pub struct Web {
 }
 
 struct WebState {
-    social: SocialService,
+    social: Social,
     /// `None` when this process does not run dialogs: the pages then say so.
     dialogs: Option<Dialogs>,
     secure_cookies: bool,
@@ -44,7 +44,7 @@ struct WebState {
 
 impl Web {
     pub fn new(
-        social: SocialService,
+        social: Social,
         dialogs: Option<Dialogs>,
         config: &WebConfig,
         session_lifetime: Duration,
@@ -60,7 +60,7 @@ impl Web {
         }
     }
 
-    fn social(&self) -> &SocialService {
+    fn social(&self) -> &Social {
         &self.inner.social
     }
 

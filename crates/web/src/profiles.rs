@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agora_social::SocialError;
-use agora_social::service::{SocialService, User};
+use agora_social::rules::{Social, User};
 
 const TTL: Duration = Duration::from_secs(60);
 const CAPACITY: usize = 100_000;
@@ -48,7 +48,7 @@ impl Profiles {
     /// The existing users among `ids`; `reader` sees their own latest writes on a miss.
     pub async fn many(
         &self,
-        social: &SocialService,
+        social: &Social,
         ids: &[i64],
         reader: Option<i64>,
     ) -> Result<HashMap<i64, Arc<User>>, SocialError> {
@@ -74,7 +74,7 @@ impl Profiles {
     /// One profile; 404 when there is no such user.
     pub async fn one(
         &self,
-        social: &SocialService,
+        social: &Social,
         id: i64,
         reader: Option<i64>,
     ) -> Result<Arc<User>, SocialError> {

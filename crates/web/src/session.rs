@@ -35,7 +35,7 @@ pub struct Me {
     pub id: i64,
     pub name: String,
     pub token: String,
-    pub profile: std::sync::Arc<agora_social::service::User>,
+    pub profile: std::sync::Arc<agora_social::rules::User>,
 }
 
 /// Who is looking at a page, and the CSRF token its forms carry.

@@ -6,10 +6,10 @@ use agora_platform::session::Authenticated;
 
 use crate::domain;
 use crate::error::SocialError;
-use crate::service::SocialService;
+use crate::rules::Social;
 
 pub async fn set(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Authenticated {
         user: UserId(me), ..
     }: Authenticated,
@@ -20,7 +20,7 @@ pub async fn set(
 }
 
 pub async fn delete(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Authenticated {
         user: UserId(me), ..
     }: Authenticated,

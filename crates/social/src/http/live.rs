@@ -17,7 +17,7 @@ use agora_platform::cache::CacheError;
 use crate::domain;
 use crate::error::SocialError;
 use crate::live::hub::Subscription;
-use crate::service::SocialService;
+use crate::rules::Social;
 use agora_platform::ids::UserId;
 use agora_platform::session::{Authenticated, BearerOrPageCookie};
 
@@ -84,7 +84,7 @@ const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// The token is checked before the upgrade: a client without one gets a plain 401.
 pub async fn posted(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Authenticated {
         user: UserId(me),
         valid_for,
@@ -197,7 +197,7 @@ impl End {
 
 async fn session(
     socket: WebSocket,
-    service: SocialService,
+    service: Social,
     mut subscription: Subscription,
     since: Option<i64>,
     heartbeat: Duration,
@@ -266,7 +266,7 @@ async fn session(
 
 /// Sends what the user missed since `since`, oldest first, a page of bodies at a time.
 async fn replay(
-    service: &SocialService,
+    service: &Social,
     sink: &mut Sink,
     sent: &mut SentIds,
     user: i64,

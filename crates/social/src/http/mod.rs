@@ -26,13 +26,13 @@ use crate::config::SocialConfig;
 use crate::domain::format_date;
 use crate::error::SocialError;
 use crate::live::consumer::LiveStatus;
-use crate::service::{Post, SocialService, User};
+use crate::rules::{Post, Social, User};
 
 /// Outbox rows older than this mean the worker or the broker is not taking them.
 const OUTBOX_LAG_DEGRADED_SECS: f64 = 30.0;
 
 /// The application's routes (contract, docs, `/health`) and its operations endpoints.
-pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoints) {
+pub fn app(service: Social, live: Arc<LiveStatus>) -> (Router, OpsEndpoints) {
     let pool = service.pool().clone();
     let database = service.database().clone();
     let redis = service.feed().cache().redis().clone();
@@ -95,16 +95,11 @@ pub fn app(service: SocialService, live: Arc<LiveStatus>) -> (Router, OpsEndpoin
     (api.merge(docs::router()), ops)
 }
 
-/// The social network as a service the platform serves: its routes, readiness checks, the
-/// session and post-change listeners, the live feed consumer, and closing live sockets on
-/// shutdown.
-pub fn service(settings: &PlatformSettings, config: &SocialConfig) -> anyhow::Result<Service> {
-    service_of(SocialService::connect(settings, config)?, settings, config)
-}
-
-/// [`service`] around operations the caller also uses (the web front end shares them).
+/// The social network as a service the platform serves, around operations the caller may also
+/// use (the web front end shares them): its routes, readiness checks, the session and
+/// post-change listeners, the live feed consumer, and closing live sockets on shutdown.
 pub fn service_of(
-    service: SocialService,
+    service: Social,
     settings: &PlatformSettings,
     config: &SocialConfig,
 ) -> anyhow::Result<Service> {
@@ -157,7 +152,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let social = service(&settings, &config)?;
+    let social = crate::service(&config, &settings)?;
     agora_platform::service::run(vec![social], listener, &http, shutdown).await
 }
 
@@ -180,12 +175,12 @@ async fn drain_live(
 /// A request's bearer token, unchecked; 401 without one.
 pub struct BearerToken(pub String);
 
-impl FromRequestParts<SocialService> for BearerToken {
+impl FromRequestParts<Social> for BearerToken {
     type Rejection = SocialError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _service: &SocialService,
+        _service: &Social,
     ) -> Result<Self, Self::Rejection> {
         bearer_token(parts)
             .map(|token| BearerToken(token.to_owned()))
@@ -199,12 +194,12 @@ impl FromRequestParts<SocialService> for BearerToken {
 /// the token is not even looked at.
 pub struct Reader(pub Option<i64>);
 
-impl FromRequestParts<SocialService> for Reader {
+impl FromRequestParts<Social> for Reader {
     type Rejection = SocialError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        service: &SocialService,
+        service: &Social,
     ) -> Result<Self, Self::Rejection> {
         if !service.database().has_replicas() {
             return Ok(Reader(None));
@@ -279,8 +274,8 @@ impl From<Post> for PostBody {
 }
 
 /// The platform's `Authenticated` extractor checks tokens against the service's sessions.
-impl FromRef<SocialService> for Sessions {
-    fn from_ref(service: &SocialService) -> Sessions {
+impl FromRef<Social> for Sessions {
+    fn from_ref(service: &Social) -> Sessions {
         service.sessions().clone()
     }
 }

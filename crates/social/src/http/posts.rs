@@ -11,7 +11,7 @@ use agora_platform::session::Authenticated;
 use super::{PostBody, Reader};
 use crate::domain;
 use crate::error::SocialError;
-use crate::service::SocialService;
+use crate::rules::Social;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +21,7 @@ pub struct CreateRequest {
 
 /// Answers the new post's id as a bare JSON string, as the contract says.
 pub async fn create(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Authenticated {
         user: UserId(me), ..
     }: Authenticated,
@@ -40,7 +40,7 @@ pub struct UpdateRequest {
 }
 
 pub async fn update(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Authenticated {
         user: UserId(me), ..
     }: Authenticated,
@@ -55,7 +55,7 @@ pub async fn update(
 }
 
 pub async fn delete(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Authenticated {
         user: UserId(me), ..
     }: Authenticated,
@@ -66,7 +66,7 @@ pub async fn delete(
 }
 
 pub async fn get(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Reader(reader): Reader,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<PostBody>, SocialError> {
@@ -83,7 +83,7 @@ pub struct FeedQuery {
 /// `GET /post/feed`: friends' posts, newest first. A page cut short by its text budget says
 /// where the next one starts in `X-Next-Offset` (docs/api.md).
 pub async fn feed(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Authenticated {
         user: UserId(me), ..
     }: Authenticated,

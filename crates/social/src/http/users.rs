@@ -12,7 +12,7 @@ use agora_platform::session::Authenticated;
 use super::{BearerToken, Reader, UserBody};
 use crate::domain::{self, NameSearch, NewUser, Registration};
 use crate::error::SocialError;
-use crate::service::SocialService;
+use crate::rules::Social;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +31,7 @@ pub struct RegisterResponse {
 }
 
 pub async fn register(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     JsonBody(request): JsonBody<RegisterRequest>,
 ) -> Result<Json<RegisterResponse>, SocialError> {
     let user = NewUser::parse(Registration {
@@ -62,7 +62,7 @@ pub struct LoginResponse {
 
 /// The token is a credential: no cache may keep the reply.
 pub async fn login(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     ClientAddress(client): ClientAddress,
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Response, SocialError> {
@@ -83,7 +83,7 @@ pub async fn login(
 
 /// `POST /logout`: ends the session of the token it carries.
 pub async fn logout(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     BearerToken(token): BearerToken,
 ) -> Result<(), SocialError> {
     service.logout(&token).await
@@ -91,7 +91,7 @@ pub async fn logout(
 
 /// `POST /logout/all`: ends every session of the token's user.
 pub async fn logout_all(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Authenticated {
         user: UserId(me), ..
     }: Authenticated,
@@ -100,7 +100,7 @@ pub async fn logout_all(
 }
 
 pub async fn get(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Reader(reader): Reader,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<UserBody>, SocialError> {
@@ -115,7 +115,7 @@ pub struct SearchQuery {
 }
 
 pub async fn search(
-    State(service): State<SocialService>,
+    State(service): State<Social>,
     Reader(reader): Reader,
     QueryParams(query): QueryParams<SearchQuery>,
 ) -> Result<Json<Vec<UserBody>>, SocialError> {

@@ -136,11 +136,11 @@ pub(super) fn chrome(web: &Web, title: impl Into<String>, viewer: &Viewer) -> Ch
     Chrome::new(title, viewer.me_link(), &viewer.csrf, dialogs_enabled(web))
 }
 
-pub(super) fn full_name(user: &agora_social::service::User) -> String {
+pub(super) fn full_name(user: &agora_social::rules::User) -> String {
     format!("{} {}", user.first_name, user.second_name)
 }
 
-pub(super) fn profile(user: &agora_social::service::User) -> Profile {
+pub(super) fn profile(user: &agora_social::rules::User) -> Profile {
     Profile {
         id: user.id,
         name: full_name(user),

@@ -29,11 +29,11 @@ const REPLAY_QUERIES: usize = 8;
 
 /// The social network's operations. Cheap to clone: handlers get a clone per request.
 #[derive(Clone)]
-pub struct SocialService {
+pub struct Social {
     inner: std::sync::Arc<ServiceState>,
 }
 
-impl std::ops::Deref for SocialService {
+impl std::ops::Deref for Social {
     type Target = ServiceState;
 
     fn deref(&self) -> &ServiceState {
@@ -56,9 +56,9 @@ pub struct ServiceState {
     replays: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-impl SocialService {
+impl Social {
     /// Fails only on invalid configuration; Redis is connected on first use.
-    /// `database` is the primary with the replicas reads may use (see [`SocialService::connect`]).
+    /// `database` is the primary with the replicas reads may use (see [`Social::connect`]).
     pub fn new(
         database: Database,
         settings: &PlatformSettings,
