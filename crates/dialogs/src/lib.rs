@@ -96,7 +96,11 @@ async fn dialogs(
     )
     .await?;
     Ok(rules::Dialogs::new(
-        shards, main, sessions, counters, config,
+        shards,
+        agora_platform::identity::Directory::new(main),
+        sessions,
+        counters,
+        config,
     ))
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_platform::db::{DbError, DbPool};
+use agora_platform::identity::Directory;
 use agora_platform::ids::{MessageId, UserId};
 use agora_platform::session::Sessions;
 
@@ -23,13 +23,10 @@ pub struct Dialogs {
 
 struct State {
     shards: Shards,
-    /// The main database: whether a user exists.
-    directory: DbPool,
+    /// Whether a user exists.
+    directory: Directory,
     sessions: Sessions,
     counters: UnreadCounters,
-    /// Users seen to exist, and when: users are never deleted by any API, so a positive
-    /// answer is kept for a while instead of asking the main database on every send.
-    known_users: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
     max_text_chars: usize,
     move_wait: Duration,
 }
@@ -50,7 +47,7 @@ pub struct DialogEntry {
 impl Dialogs {
     pub fn new(
         shards: Shards,
-        directory: DbPool,
+        directory: Directory,
         sessions: Sessions,
         counters: UnreadCounters,
         config: &DialogsConfig,
@@ -61,7 +58,6 @@ impl Dialogs {
                 directory,
                 sessions,
                 counters,
-                known_users: std::sync::Mutex::default(),
                 max_text_chars: config.max_text_chars as usize,
                 move_wait: config.move_wait(),
             }),
@@ -87,7 +83,7 @@ impl Dialogs {
         let key = DialogKey::of(from, to)
             .ok_or_else(|| DialogsError::invalid("a message cannot be sent to yourself"))?;
         self.validate_text(text)?;
-        if !self.user_exists(to).await? {
+        if !self.inner.directory.user_exists(to).await? {
             return Err(DialogsError::NotFound("user not found"));
         }
         let shard = self.shard_of(key).await?;
@@ -311,38 +307,6 @@ impl Dialogs {
             ));
         }
         Ok(())
-    }
-
-    async fn user_exists(&self, user: UserId) -> Result<bool, DbError> {
-        const KEEP: Duration = Duration::from_secs(600);
-        const CAPACITY: usize = 100_000;
-        let now = std::time::Instant::now();
-        if let Some(seen) = self
-            .inner
-            .known_users
-            .lock()
-            .expect("not poisoned")
-            .get(&user)
-            && now.duration_since(*seen) < KEEP
-        {
-            return Ok(true);
-        }
-        let db = self.inner.directory.get().await?;
-        let statement = db
-            .prepare_cached("SELECT 1 FROM users WHERE id = $1")
-            .await?;
-        let exists = db.query_opt(&statement, &[&user.0]).await?.is_some();
-        if exists {
-            let mut known = self.inner.known_users.lock().expect("not poisoned");
-            if known.len() >= CAPACITY {
-                known.retain(|_, seen| now.duration_since(*seen) < KEEP);
-                if known.len() >= CAPACITY {
-                    known.clear();
-                }
-            }
-            known.insert(user, now);
-        }
-        Ok(exists)
     }
 
     async fn shard_of(&self, key: DialogKey) -> Result<LogicalShard, DialogsError> {

@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod forward;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod invalidation;
 pub mod outbox;

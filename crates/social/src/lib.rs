@@ -11,7 +11,6 @@ pub mod feed;
 pub mod http;
 pub mod live;
 pub mod rules;
-pub mod scenario;
 pub mod seed;
 mod store;
 

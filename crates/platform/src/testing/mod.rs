@@ -285,25 +285,20 @@ pub async fn user_with_session(
     sessions: &crate::session::Sessions,
     first_name: &str,
 ) -> (String, String) {
-    let client = admin_client(main_url).await;
-    let id: i64 = client
-        .query_one(
-            "INSERT INTO users (first_name, second_name, password_hash) \
-             VALUES ($1, 'Tester', 'not used') RETURNING id",
-            &[&first_name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let token = sessions
-        .open(
-            crate::ids::UserId(id),
-            std::time::Duration::from_secs(3600),
-            100,
-        )
+    let pool = crate::db::connect_pool(
+        &crate::config::DatabaseConfig::for_url(main_url),
+        "test-users",
+    )
+    .unwrap();
+    let user = crate::identity::Directory::new(pool)
+        .insert_user(first_name, "Tester")
         .await
         .unwrap();
-    (id.to_string(), token)
+    let token = sessions
+        .open(user, std::time::Duration::from_secs(3600), 100)
+        .await
+        .unwrap();
+    (user.0.to_string(), token)
 }
 
 /// One request to a service under test at `address`, with an optional bearer token, JSON body

@@ -5,6 +5,7 @@
 //! the rows and a seeded generator shuffles them and picks prefix lengths.
 
 use agora_platform::db::DbPool;
+use agora_platform::session::open_sessions;
 use anyhow::{Context, bail};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::seq::SliceRandom;
@@ -201,25 +202,6 @@ pub struct FeedScenarioOptions {
     pub seed: u64,
 }
 
-/// Sessions for `users`, in one statement; returns their tokens in the same order.
-async fn sessions_for(pool: &DbPool, users: &[i64]) -> anyhow::Result<Vec<String>> {
-    let issued: Vec<_> = users
-        .iter()
-        .map(|_| agora_platform::credentials::issue_token())
-        .collect();
-    let hashes: Vec<&[u8]> = issued.iter().map(|token| token.hash.as_slice()).collect();
-    pool.get()
-        .await?
-        .execute(
-            "INSERT INTO sessions (token_hash, user_id, expires_at) \
-             SELECT hash, user_id, now() + interval '7 days' FROM unnest($1::bytea[], $2::bigint[]) \
-             AS t(hash, user_id)",
-            &[&hashes, &users],
-        )
-        .await?;
-    Ok(issued.into_iter().map(|token| token.token).collect())
-}
-
 /// Builds the feed benchmark's scenario. With `live_sockets > 0` it also makes each live socket
 /// user follow one of the live authors (the only change it makes besides sessions).
 pub async fn feed_scenario(
@@ -247,7 +229,7 @@ pub async fn feed_scenario(
         .iter()
         .map(|row| row.get(0))
         .collect();
-    scenario.reads = sessions_for(pool, &readers)
+    scenario.reads = open_sessions(pool, &readers)
         .await?
         .into_iter()
         .map(|token| format!("/post/feed?offset=0&limit=10 {token}"))
@@ -269,8 +251,8 @@ pub async fn feed_scenario(
         .collect();
     let authors: Vec<i64> = pairs.iter().map(|pair| pair.0).collect();
     let followers: Vec<i64> = pairs.iter().map(|pair| pair.1).collect();
-    let author_tokens = sessions_for(pool, &authors).await?;
-    let follower_tokens = sessions_for(pool, &followers).await?;
+    let author_tokens = open_sessions(pool, &authors).await?;
+    let follower_tokens = open_sessions(pool, &followers).await?;
     scenario.pairs = author_tokens
         .into_iter()
         .zip(follower_tokens)
@@ -305,7 +287,7 @@ pub async fn feed_scenario(
             )
             .await?;
         let users = [celebrity, edge.get(0), edge.get(1)];
-        let tokens = sessions_for(pool, &users).await?;
+        let tokens = open_sessions(pool, &users).await?;
         scenario.celebrity = Some(format!(
             "{celebrity} {} {count} {} {}",
             tokens[0], tokens[1], tokens[2]
@@ -337,8 +319,8 @@ pub async fn feed_scenario(
         )
         .await
         .context("making live sockets follow the live authors")?;
-        scenario.live_sockets = sessions_for(pool, sockets).await?;
-        let tokens = sessions_for(pool, live_authors).await?;
+        scenario.live_sockets = open_sessions(pool, sockets).await?;
+        let tokens = open_sessions(pool, live_authors).await?;
         scenario.live_authors = tokens
             .into_iter()
             .enumerate()
@@ -400,7 +382,7 @@ pub async fn shoppers(pool: &DbPool, users: usize, seed: u64) -> anyhow::Result<
     if sampled.is_empty() {
         bail!("the shop scenario needs users (agora seed users)");
     }
-    sessions_for(pool, &sampled).await
+    Ok(open_sessions(pool, &sampled).await?)
 }
 
 /// Sampled users with a fresh session each: (id, token).
@@ -418,7 +400,7 @@ pub async fn users_with_sessions(
     if sampled.is_empty() {
         bail!("this scenario needs users (agora seed users)");
     }
-    let tokens = sessions_for(pool, &sampled).await?;
+    let tokens = open_sessions(pool, &sampled).await?;
     Ok(sampled.into_iter().zip(tokens).collect())
 }
 
@@ -444,7 +426,7 @@ pub async fn dialogs_scenario(
     if sampled.len() < 2 {
         bail!("the dialogs scenario needs at least two users");
     }
-    let tokens = sessions_for(pool, &sampled).await?;
+    let tokens = open_sessions(pool, &sampled).await?;
     let mut scenario = DialogsScenario::default();
     for at in 0..dialogs {
         let a = rng.gen_range(0..sampled.len());
@@ -512,7 +494,7 @@ pub async fn web_scenario(
         &[&reader_ids, &author_ids],
     )
     .await?;
-    let tokens = sessions_for(pool, reader_ids).await?;
+    let tokens = open_sessions(pool, reader_ids).await?;
     Ok(WebScenario {
         readers: tokens
             .into_iter()

@@ -1,5 +1,7 @@
 //! `agora scenario`: request paths and users for agora-bench, drawn from real rows.
 
+mod data;
+
 use agora_platform::config::DatabaseConfig;
 use agora_platform::db;
 use anyhow::Context;
@@ -143,7 +145,7 @@ pub struct SearchScenarioArgs {
     common: ScenarioArgs,
     /// Prefix lengths and their weights, LENGTH=WEIGHT,...
     #[arg(long, default_value = "2=30,3=40,4=30")]
-    mix: agora_social::scenario::PrefixMix,
+    mix: data::PrefixMix,
 }
 
 pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
@@ -154,7 +156,7 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
         ScenarioCommand::Web(args) => return write_web_scenario(args).await,
         ScenarioCommand::Shop(args) => {
             let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
-            let tokens = agora_social::scenario::shoppers(&pool, args.users, args.seed).await?;
+            let tokens = data::shoppers(&pool, args.users, args.seed).await?;
             let dir = args.out.parent().unwrap_or(std::path::Path::new("."));
             let name = args
                 .out
@@ -165,19 +167,14 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
         }
         ScenarioCommand::Search(args) => {
             let pool = db::connect_batch_pool(&args.common.database, "agora-scenario")?;
-            let paths = agora_social::scenario::search_paths(
-                &pool,
-                args.common.count,
-                &args.mix,
-                args.common.seed,
-            )
-            .await?;
+            let paths =
+                data::search_paths(&pool, args.common.count, &args.mix, args.common.seed).await?;
             println!("scenario: prefix mix {}", args.mix);
             (args.common, paths)
         }
         ScenarioCommand::Smoke(args) => {
             let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
-            let paths = agora_social::scenario::smoke_paths(&pool, args.count, args.seed).await?;
+            let paths = data::smoke_paths(&pool, args.count, args.seed).await?;
             (args, paths)
         }
     };
@@ -194,7 +191,7 @@ pub async fn run(command: ScenarioCommand) -> anyhow::Result<()> {
 
 async fn write_web_scenario(args: WebScenarioArgs) -> anyhow::Result<()> {
     let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
-    let scenario = agora_social::scenario::web_scenario(
+    let scenario = data::web_scenario(
         &pool,
         args.readers,
         args.authors,
@@ -224,9 +221,7 @@ async fn write_web_scenario(args: WebScenarioArgs) -> anyhow::Result<()> {
 
 async fn write_dialogs_scenario(args: DialogsScenarioArgs) -> anyhow::Result<()> {
     let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
-    let scenario =
-        agora_social::scenario::dialogs_scenario(&pool, args.users, args.dialogs, args.seed)
-            .await?;
+    let scenario = data::dialogs_scenario(&pool, args.users, args.dialogs, args.seed).await?;
     write_lines(
         &args.out_dir,
         [("sends.txt", scenario.sends), ("lists.txt", scenario.lists)],
@@ -266,7 +261,7 @@ impl Draws {
 
 async fn write_ugc_scenario(args: UgcScenarioArgs) -> anyhow::Result<()> {
     let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
-    let users = agora_social::scenario::users_with_sessions(&pool, args.users, args.seed).await?;
+    let users = data::users_with_sessions(&pool, args.users, args.seed).await?;
     let films = args.films.max(1);
     // Cumulative 1/rank weights: a film is drawn in proportion to its popularity.
     let mut cumulative = Vec::with_capacity(films);
@@ -344,7 +339,7 @@ async fn write_ugc_scenario(args: UgcScenarioArgs) -> anyhow::Result<()> {
 
 async fn write_feed_scenario(args: FeedScenarioArgs) -> anyhow::Result<()> {
     let pool = db::connect_batch_pool(&args.database, "agora-scenario")?;
-    let options = agora_social::scenario::FeedScenarioOptions {
+    let options = data::FeedScenarioOptions {
         readers: args.readers,
         pairs: args.pairs,
         live_sockets: args.live_sockets,
@@ -353,7 +348,7 @@ async fn write_feed_scenario(args: FeedScenarioArgs) -> anyhow::Result<()> {
         celebrity_min_followers: args.celebrity_min_followers,
         seed: args.seed,
     };
-    let scenario = agora_social::scenario::feed_scenario(&pool, &options).await?;
+    let scenario = data::feed_scenario(&pool, &options).await?;
     write_lines(
         &args.out_dir,
         [
