@@ -6,29 +6,15 @@
 #![allow(dead_code)] // each test uses a different subset
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use agora_dialogs::config::{DialogsConfig, ShardServer};
 use agora_platform::ids::UserId;
-use agora_platform::session::Sessions;
 pub use agora_platform::testing::eventually;
 pub use agora_platform::testing::redis_url;
-use agora_platform::testing::{TestDatabase, shard_admin_urls};
+use agora_platform::testing::{ServiceUnderTest, TestDatabase, shard_admin_urls, unique_namespace};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use tokio_postgres::NoTls;
-
-fn unique_namespace() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "dialogtest{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// A shard database of the test stack.
 pub async fn shard_database(server: usize) -> TestDatabase {
@@ -42,14 +28,18 @@ pub async fn shard_database(server: usize) -> TestDatabase {
 }
 
 pub struct DialogsApp {
-    pub address: SocketAddr,
-    pub main: TestDatabase,
+    pub served: ServiceUnderTest,
     pub shards: Vec<TestDatabase>,
     pub config: DialogsConfig,
     pub namespace: String,
-    sessions: Sessions,
-    stop: Option<oneshot::Sender<()>>,
-    pub client: reqwest::Client,
+}
+
+impl std::ops::Deref for DialogsApp {
+    type Target = ServiceUnderTest;
+
+    fn deref(&self) -> &ServiceUnderTest {
+        &self.served
+    }
 }
 
 impl DialogsApp {
@@ -80,20 +70,15 @@ impl DialogsApp {
             ..DialogsConfig::for_shards(servers)
         };
         agora_dialogs::migrate(&config, &main.url).await.unwrap();
-        let namespace = unique_namespace();
+        let namespace = unique_namespace("dialogtest");
         let settings = agora_platform::testing::platform_settings(&main.url, &namespace);
         let service = agora_dialogs::service(&config, &settings).await.unwrap();
-        let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = agora_platform::testing::sessions(&settings, "dialogs-test");
+        let served = ServiceUnderTest::serve(main, settings, service, "dialogs-test").await;
         Self {
-            address,
-            main,
+            served,
             shards,
             config,
             namespace,
-            sessions,
-            stop: Some(stop),
-            client: reqwest::Client::new(),
         }
     }
 
@@ -103,27 +88,8 @@ impl DialogsApp {
 
     /// A user row and a session token for it.
     pub async fn user(&self, name: &str) -> (UserId, String) {
-        let id: i64 = self
-            .sql()
-            .await
-            .query_one(
-                "INSERT INTO users (first_name, second_name, password_hash) \
-                 VALUES ($1, 'Dialogs', 'not used') RETURNING id",
-                &[&name],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        let token = self
-            .sessions
-            .open(UserId(id), Duration::from_secs(3600), 100)
-            .await
-            .unwrap();
-        (UserId(id), token)
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.address, path)
+        let (id, token) = self.served.user(name).await;
+        (UserId(id.parse().unwrap()), token)
     }
 
     pub async fn send(&self, token: &str, to: UserId, text: &str) -> reqwest::Response {
@@ -167,14 +133,6 @@ impl DialogsApp {
             };
             query = format!("?limit=1000&before={}", last["id"].as_str().unwrap());
             all.extend(page);
-        }
-    }
-}
-
-impl Drop for DialogsApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
         }
     }
 }

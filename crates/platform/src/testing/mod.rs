@@ -372,6 +372,84 @@ pub fn platform_settings(main_url: &str, namespace: &str) -> crate::settings::Pl
     settings
 }
 
+/// A namespace of its own for one service under test: `prefix`, the process and a counter, so
+/// concurrent tests and test binaries never share Redis keys or channels.
+pub fn unique_namespace(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A service alone in its process, as `agora serve --services <it>` runs it, for its tests:
+/// served on a free loopback port, with the main database's sessions to give test users tokens
+/// it accepts. Stops when dropped.
+pub struct ServiceUnderTest {
+    pub address: std::net::SocketAddr,
+    pub main: TestDatabase,
+    pub settings: crate::settings::PlatformSettings,
+    pub sessions: crate::session::Sessions,
+    pub client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ServiceUnderTest {
+    /// Serves `service`, built from `settings` on the main database `main`.
+    pub async fn serve(
+        main: TestDatabase,
+        settings: crate::settings::PlatformSettings,
+        service: crate::service::Service,
+        application: &str,
+    ) -> Self {
+        let (address, stop) = serve(vec![service]).await;
+        let sessions = sessions(&settings, application);
+        Self {
+            address,
+            main,
+            settings,
+            sessions,
+            client: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    /// A new user and a session token for it: (id, token).
+    pub async fn user(&self, first_name: &str) -> (String, String) {
+        user_with_session(&self.main.url, &self.sessions, first_name).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// [`call_json`] to this service.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> (
+        reqwest::StatusCode,
+        serde_json::Value,
+        reqwest::header::HeaderMap,
+    ) {
+        call_json(
+            &self.client,
+            self.address,
+            method,
+            path,
+            token,
+            body,
+            headers,
+        )
+        .await
+    }
+}
+
 /// Sessions on the main database, to give test users tokens the service accepts.
 pub fn sessions(
     settings: &crate::settings::PlatformSettings,

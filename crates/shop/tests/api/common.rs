@@ -1,50 +1,36 @@
 //! The shop in-process on fresh databases, and the calls the tests make.
 
-use std::net::SocketAddr;
-
-use agora_platform::session::Sessions;
-use agora_platform::testing::TestDatabase;
+use agora_platform::testing::{ServiceUnderTest, TestDatabase, unique_namespace};
 use agora_shop::{CartBackend, ShopConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 pub struct ShopApp {
-    pub address: SocketAddr,
-    pub main: TestDatabase,
+    pub served: ServiceUnderTest,
     pub shop: TestDatabase,
-    pub sessions: Sessions,
-    pub client: reqwest::Client,
-    _stop: oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for ShopApp {
+    type Target = ServiceUnderTest;
+
+    fn deref(&self) -> &ServiceUnderTest {
+        &self.served
+    }
 }
 
 impl ShopApp {
     pub async fn spawn(carts: CartBackend) -> Self {
         let main = TestDatabase::create("social", agora_social::migrations).await;
         let shop = TestDatabase::create("shop", agora_shop::migrations).await;
-        let settings = agora_platform::testing::platform_settings(
-            &main.url,
-            &format!("shoptest{}-{}", std::process::id(), shop.name()),
-        );
+        let settings =
+            agora_platform::testing::platform_settings(&main.url, &unique_namespace("shoptest"));
         let config = ShopConfig {
             carts,
             ..ShopConfig::for_database(&shop.url)
         };
         let service = agora_shop::service(&config, &settings).unwrap();
-        let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = agora_platform::testing::sessions(&settings, "shop-test");
-        Self {
-            address,
-            main,
-            shop,
-            sessions,
-            client: reqwest::Client::new(),
-            _stop: stop,
-        }
-    }
-
-    pub async fn user(&self, name: &str) -> (String, String) {
-        agora_platform::testing::user_with_session(&self.main.url, &self.sessions, name).await
+        let served = ServiceUnderTest::serve(main, settings, service, "shop-test").await;
+        Self { served, shop }
     }
 
     pub async fn call(
@@ -59,16 +45,7 @@ impl ShopApp {
             .map(|key| ("Idempotency-Key", key))
             .into_iter()
             .collect();
-        let (status, body, headers) = agora_platform::testing::call_json(
-            &self.client,
-            self.address,
-            method,
-            path,
-            token,
-            body,
-            &headers,
-        )
-        .await;
+        let (status, body, headers) = self.served.call(method, path, token, body, &headers).await;
         (status, body, headers.contains_key("idempotent-replayed"))
     }
 

@@ -1,6 +1,6 @@
 //! The reads a feed is built from.
 
-use agora_platform::db::DbError;
+use agora_platform::db::{self, DbError};
 use agora_platform::replicas::Freshness;
 
 use super::{PostRecord, Store};
@@ -82,22 +82,23 @@ impl Store {
     }
 
     pub async fn posts_by_ids(&self, ids: &[i64]) -> Result<Vec<PostRecord>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached("SELECT id, author_id, text FROM posts WHERE id = ANY($1)")
-            .await?;
-        let rows = db.query(&statement, &[&ids]).await?;
+        let rows = db::query(
+            &self.pool,
+            "SELECT id, author_id, text FROM posts WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
         Ok(rows.iter().map(PostRecord::from_row).collect())
     }
 
     /// An author's newest `limit` post ids.
     pub async fn author_post_ids(&self, author_id: i64, limit: i64) -> Result<Vec<i64>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached("SELECT id FROM posts WHERE author_id = $1 ORDER BY id DESC LIMIT $2")
-            .await?;
-        let rows = db.query(&statement, &[&author_id, &limit]).await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        db::query_column(
+            &self.pool,
+            "SELECT id FROM posts WHERE author_id = $1 ORDER BY id DESC LIMIT $2",
+            &[&author_id, &limit],
+        )
+        .await
     }
 
     /// Ids of friends' posts newer than `since`: the newest `limit` of them, oldest first
@@ -108,17 +109,15 @@ impl Store {
         since: i64,
         limit: i64,
     ) -> Result<Vec<i64>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "SELECT p.id FROM friendships f CROSS JOIN LATERAL \
+        let mut ids: Vec<i64> = db::query_column(
+            &self.pool,
+            "SELECT p.id FROM friendships f CROSS JOIN LATERAL \
                    (SELECT id FROM posts WHERE author_id = f.friend_id AND id > $2 \
                     ORDER BY id DESC LIMIT $3) p \
                  WHERE f.user_id = $1 ORDER BY p.id DESC LIMIT $3",
-            )
-            .await?;
-        let rows = db.query(&statement, &[&user_id, &since, &limit]).await?;
-        let mut ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+            &[&user_id, &since, &limit],
+        )
+        .await?;
         ids.reverse();
         Ok(ids)
     }

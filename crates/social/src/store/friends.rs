@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use agora_platform::db::DbError;
+use agora_platform::db::{self, DbError};
 
 use super::Store;
 use super::outbox::{FeedEventKind, append_outbox};
@@ -141,14 +141,12 @@ impl Store {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "SELECT friend_id FROM friendships WHERE user_id = $1 AND friend_id = ANY($2)",
-            )
-            .await?;
-        let rows = db.query(&statement, &[&user_id, &candidates]).await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        db::query_column(
+            &self.pool,
+            "SELECT friend_id FROM friendships WHERE user_id = $1 AND friend_id = ANY($2)",
+            &[&user_id, &candidates],
+        )
+        .await
     }
 
     /// The next `limit` followers of an author after `after` (keyset paging for fan-out), as
@@ -161,22 +159,19 @@ impl Store {
         limit: i64,
         tick: i64,
     ) -> Result<Vec<Follower>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "(SELECT user_id, false FROM friendships \
-                  WHERE friend_id = $1 AND user_id > $2 AND since_tick <= $4 \
-                  ORDER BY user_id LIMIT $3) \
-                 UNION ALL \
-                 (SELECT user_id, true FROM ended_friendships \
-                  WHERE friend_id = $1 AND user_id > $2 AND since_tick <= $4 AND until_tick > $4 \
-                  ORDER BY user_id LIMIT $3) \
-                 ORDER BY 1 LIMIT $3",
-            )
-            .await?;
-        let rows = db
-            .query(&statement, &[&author_id, &after, &limit, &tick])
-            .await?;
+        let rows = db::query(
+            &self.pool,
+            "(SELECT user_id, false FROM friendships \
+              WHERE friend_id = $1 AND user_id > $2 AND since_tick <= $4 \
+              ORDER BY user_id LIMIT $3) \
+             UNION ALL \
+             (SELECT user_id, true FROM ended_friendships \
+              WHERE friend_id = $1 AND user_id > $2 AND since_tick <= $4 AND until_tick > $4 \
+              ORDER BY user_id LIMIT $3) \
+             ORDER BY 1 LIMIT $3",
+            &[&author_id, &after, &limit, &tick],
+        )
+        .await?;
         Ok(rows
             .iter()
             .map(|row| Follower {
@@ -197,40 +192,38 @@ impl Store {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "SELECT user_id FROM friendships \
-                 WHERE friend_id = $1 AND user_id = ANY($2) AND since_tick <= $3 \
-                 UNION ALL \
-                 SELECT user_id FROM ended_friendships \
-                 WHERE friend_id = $1 AND user_id = ANY($2) AND since_tick <= $3 AND until_tick > $3",
-            )
-            .await?;
-        let rows = db.query(&statement, &[&author_id, &users, &tick]).await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        db::query_column(
+            &self.pool,
+            "SELECT user_id FROM friendships \
+             WHERE friend_id = $1 AND user_id = ANY($2) AND since_tick <= $3 \
+             UNION ALL \
+             SELECT user_id FROM ended_friendships \
+             WHERE friend_id = $1 AND user_id = ANY($2) AND since_tick <= $3 \
+               AND until_tick > $3",
+            &[&author_id, &users, &tick],
+        )
+        .await
     }
 
     /// Forgets friendships that ended more than `older_than` ago: any post made during them
     /// has long been fanned out. Returns how many went.
     pub async fn prune_ended_friendships(&self, older_than: Duration) -> Result<u64, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "DELETE FROM ended_friendships WHERE ended_at < now() - make_interval(secs => $1)",
-            )
-            .await?;
-        Ok(db.execute(&statement, &[&older_than.as_secs_f64()]).await?)
+        db::execute(
+            &self.pool,
+            "DELETE FROM ended_friendships WHERE ended_at < now() - make_interval(secs => $1)",
+            &[&older_than.as_secs_f64()],
+        )
+        .await
     }
 
     /// Followers, counted up to `cap` (enough to tell a celebrity without counting millions).
     pub async fn follower_count(&self, author_id: i64, cap: i64) -> Result<i64, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "SELECT count(*) FROM (SELECT 1 FROM friendships WHERE friend_id = $1 LIMIT $2) f",
-            )
-            .await?;
-        Ok(db.query_one(&statement, &[&author_id, &cap]).await?.get(0))
+        Ok(db::query_one(
+            &self.pool,
+            "SELECT count(*) FROM (SELECT 1 FROM friendships WHERE friend_id = $1 LIMIT $2) f",
+            &[&author_id, &cap],
+        )
+        .await?
+        .get(0))
     }
 }

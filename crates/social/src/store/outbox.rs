@@ -1,7 +1,7 @@
 //! The feed outbox: what changed, written in the transaction that changes it, for the
 //! feed worker's relay to publish.
 
-use agora_platform::db::DbError;
+use agora_platform::db::{self, DbError};
 
 use super::Store;
 
@@ -64,14 +64,14 @@ impl Store {
     /// Rows waiting in `feed_outbox` (counted up to 100,000) and the oldest one's age in
     /// seconds.
     pub async fn outbox_backlog(&self) -> Result<(i64, f64), DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached(
-                "SELECT (SELECT count(*) FROM (SELECT 1 FROM feed_outbox LIMIT 100000) o), \
-                        coalesce(extract(epoch FROM now() - (SELECT created_at FROM feed_outbox ORDER BY id LIMIT 1)), 0)::float8",
-            )
-            .await?;
-        let row = db.query_one(&statement, &[]).await?;
+        let row = db::query_one(
+            &self.pool,
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM feed_outbox LIMIT 100000) o), \
+                    coalesce(extract(epoch FROM now() - \
+                        (SELECT created_at FROM feed_outbox ORDER BY id LIMIT 1)), 0)::float8",
+            &[],
+        )
+        .await?;
         Ok((row.get(0), row.get(1)))
     }
 }

@@ -1,6 +1,6 @@
 //! Users: sign-up, profiles, password hashes, and the name-prefix search.
 
-use agora_platform::db::{Connection, DbError};
+use agora_platform::db::{self, Connection, DbError};
 use agora_platform::replicas::Freshness;
 
 use crate::domain::{NameSearch, NewUser, SEARCH_RESULT_CAP};
@@ -85,14 +85,13 @@ impl Store {
     }
 
     pub async fn password_hash(&self, id: i64) -> Result<Option<String>, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached("SELECT password_hash FROM users WHERE id = $1")
-            .await?;
-        Ok(db
-            .query_opt(&statement, &[&id])
-            .await?
-            .map(|row| row.get(0)))
+        Ok(db::query_opt(
+            &self.pool,
+            "SELECT password_hash FROM users WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .map(|row| row.get(0)))
     }
 
     pub async fn search_users(
@@ -185,10 +184,10 @@ impl Store {
     }
 
     pub async fn user_exists(&self, id: i64) -> Result<bool, DbError> {
-        let db = self.pool.get().await?;
-        let statement = db
-            .prepare_cached("SELECT 1 FROM users WHERE id = $1")
-            .await?;
-        Ok(db.query_opt(&statement, &[&id]).await?.is_some())
+        Ok(
+            db::query_opt(&self.pool, "SELECT 1 FROM users WHERE id = $1", &[&id])
+                .await?
+                .is_some(),
+        )
     }
 }

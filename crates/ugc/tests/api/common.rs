@@ -1,28 +1,30 @@
 //! The UGC service in-process on fresh databases, and the calls the tests make.
 
-use std::net::SocketAddr;
-
-use agora_platform::session::Sessions;
 use agora_platform::testing::proxy::ChaosProxy;
-use agora_platform::testing::{TestDatabase, server_of, url_through};
+use agora_platform::testing::{
+    ServiceUnderTest, TestDatabase, server_of, unique_namespace, url_through,
+};
 use agora_ugc::UgcConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use tokio_postgres::NoTls;
 
 pub const FILM: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
 pub const OTHER_FILM: &str = "0b8e1c2a-5d3f-4e6a-9b7c-1d2e3f4a5b6c";
 
 pub struct UgcApp {
-    pub address: SocketAddr,
-    pub main: TestDatabase,
+    pub served: ServiceUnderTest,
     pub ugc: TestDatabase,
     /// Between the service and its database (not on the formation).
     pub proxy: Option<ChaosProxy>,
-    pub sessions: Sessions,
-    pub client: reqwest::Client,
-    _stop: oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for UgcApp {
+    type Target = ServiceUnderTest;
+
+    fn deref(&self) -> &ServiceUnderTest {
+        &self.served
+    }
 }
 
 impl UgcApp {
@@ -44,30 +46,15 @@ impl UgcApp {
 
     async fn spawn_with(ugc: TestDatabase, url: String, proxy: Option<ChaosProxy>) -> Self {
         let main = TestDatabase::create("social", agora_social::migrations).await;
-        let settings = agora_platform::testing::platform_settings(
-            &main.url,
-            &format!("ugctest{}-{}", std::process::id(), ugc.name()),
-        );
+        let settings =
+            agora_platform::testing::platform_settings(&main.url, &unique_namespace("ugctest"));
         let config = UgcConfig {
             deadline_ms: 3_000,
             ..UgcConfig::for_database(url)
         };
         let service = agora_ugc::service(&config, &settings).unwrap();
-        let (address, stop) = agora_platform::testing::serve(vec![service]).await;
-        let sessions = agora_platform::testing::sessions(&settings, "ugc-test");
-        Self {
-            address,
-            main,
-            ugc,
-            proxy,
-            sessions,
-            client: reqwest::Client::new(),
-            _stop: stop,
-        }
-    }
-
-    pub async fn user(&self, name: &str) -> (String, String) {
-        agora_platform::testing::user_with_session(&self.main.url, &self.sessions, name).await
+        let served = ServiceUnderTest::serve(main, settings, service, "ugc-test").await;
+        Self { served, ugc, proxy }
     }
 
     pub async fn call(
@@ -77,16 +64,7 @@ impl UgcApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-        agora_platform::testing::call_json(
-            &self.client,
-            self.address,
-            method,
-            path,
-            token,
-            body,
-            &[],
-        )
-        .await
+        self.served.call(method, path, token, body, &[]).await
     }
 
     pub async fn ok(

@@ -8,7 +8,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormData, Params, chrome, render, see_other, sentence};
+use super::{
+    CsrfOnly, CsrfProtected, FormData, Params, ViewerForm, chrome, render, see_other, sentence,
+};
 use crate::Web;
 use crate::error::WebError;
 use crate::pages::*;
@@ -30,6 +32,12 @@ pub(super) struct SignUpForm {
     biography: String,
     #[serde(default)]
     password: String,
+}
+
+impl CsrfProtected for SignUpForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 pub(super) fn signup_page(web: &Web, viewer: &Viewer, form: &SignUpForm) -> SignUpPage {
@@ -65,11 +73,9 @@ pub(super) fn optional(value: &str) -> Option<String> {
 
 pub(super) async fn signup(
     State(web): State<Web>,
-    viewer: Viewer,
     ClientAddress(client): ClientAddress,
-    FormData(form): FormData<SignUpForm>,
+    ViewerForm(viewer, form): ViewerForm<SignUpForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
     let parsed = NewUser::parse(Registration {
         first_name: Some(form.first_name.clone()),
         second_name: Some(form.second_name.clone()),
@@ -140,6 +146,12 @@ pub(super) struct SignInForm {
     next: String,
 }
 
+impl CsrfProtected for SignInForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub(super) fn signin_page(web: &Web, viewer: &Viewer, id: &str, next: &str) -> SignInPage {
     SignInPage {
         chrome: chrome(web, "Sign in", viewer),
@@ -169,11 +181,9 @@ pub(super) async fn signin_form(
 
 pub(super) async fn signin(
     State(web): State<Web>,
-    viewer: Viewer,
     ClientAddress(client): ClientAddress,
-    FormData(form): FormData<SignInForm>,
+    ViewerForm(viewer, form): ViewerForm<SignInForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
     let mut page = signin_page(&web, &viewer, form.id.trim(), &form.next);
     let Some(id) = agora_platform::ids::parse(form.id.trim()) else {
         page.id.error = Some("Enter the number agora gave you when you signed up.".into());

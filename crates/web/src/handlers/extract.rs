@@ -1,12 +1,16 @@
-//! Extractors whose failures are pages: an unreadable form is a 400 page, a bad id a 404.
+//! Extractors whose failures are pages: an unreadable form is a 400 page, a bad id a 404, a
+//! form without this viewer's CSRF token a 403.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+use crate::Web;
 use crate::error::WebError;
+use crate::session::{Me, SignedIn, Viewer};
 
 /// A form body; one that cannot be read is a 400 page.
 pub struct FormData<T>(pub T);
@@ -52,6 +56,56 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequest<S> for FormData<T> 
                 )
             })
     }
+}
+
+/// A form that changes something: it carries the CSRF token of the page it was sent from.
+pub trait CsrfProtected {
+    fn csrf(&self) -> &str;
+}
+
+/// A form sent by this viewer from one of this site's pages. The viewer is read first, the
+/// body next; a token that does not match is a 403 page.
+pub struct ViewerForm<T>(pub Viewer, pub T);
+
+impl<T: CsrfProtected + DeserializeOwned + Send> FromRequest<Web> for ViewerForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, web: &Web) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, web)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = checked_form(&viewer, Request::from_parts(parts, body), web).await?;
+        Ok(Self(viewer, form))
+    }
+}
+
+/// [`ViewerForm`] from a signed-in viewer; a signed-out one is sent to sign in.
+pub struct SignedInForm<T>(pub Viewer, pub Me, pub T);
+
+impl<T: CsrfProtected + DeserializeOwned + Send> FromRequest<Web> for SignedInForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, web: &Web) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let SignedIn(viewer, me) = SignedIn::from_request_parts(&mut parts, web).await?;
+        let form = checked_form(&viewer, Request::from_parts(parts, body), web).await?;
+        Ok(Self(viewer, me, form))
+    }
+}
+
+async fn checked_form<T: CsrfProtected + DeserializeOwned + Send>(
+    viewer: &Viewer,
+    request: Request,
+    web: &Web,
+) -> Result<T, Response> {
+    let FormData(form) = FormData::<T>::from_request(request, web)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    viewer
+        .check_csrf(form.csrf())
+        .map_err(IntoResponse::into_response)?;
+    Ok(form)
 }
 
 /// An id in the path; anything else is a page that does not exist.

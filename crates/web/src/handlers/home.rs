@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{
-    FEED_PAGE, FormData, Params, TextForm, chrome, live_look_back, number_param, page_param,
-    profile, render, see_other, sentence, with_authors,
+    FEED_PAGE, Params, SignedInForm, TextForm, chrome, live_look_back, number_param, page_param,
+    profile, refused_text, render, see_other, with_authors,
 };
 use crate::Web;
 use crate::error::WebError;
@@ -84,17 +84,12 @@ pub(super) async fn home_page(
 
 pub(super) async fn create_post(
     State(web): State<Web>,
-    SignedIn(viewer, me): SignedIn,
-    FormData(form): FormData<TextForm>,
+    SignedInForm(viewer, me, form): SignedInForm<TextForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
     let text = match domain::post_text(Some(form.text.clone())) {
         Ok(text) => text,
         Err(error) => {
-            let draft = Field {
-                value: form.text,
-                error: Some(sentence(&error.to_string(), &["text"], "Your post")),
-            };
+            let draft = refused_text(form.text, &error.to_string(), "Your post");
             return home_page(&web, &viewer, &me, 1, draft, None, StatusCode::BAD_REQUEST).await;
         }
     };

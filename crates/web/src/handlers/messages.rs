@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{
-    DIALOG_PAGE, DIALOGS_LISTED, FormData, IdPath, Params, TextForm, chrome, full_name,
-    number_param, render, see_other, sentence,
+    DIALOG_PAGE, DIALOGS_LISTED, IdPath, Params, SignedInForm, TextForm, chrome, full_name,
+    number_param, refused_text, render, see_other,
 };
 use crate::Web;
 use crate::error::WebError;
@@ -126,21 +126,16 @@ pub(super) async fn dialog_page(
 
 pub(super) async fn send_message(
     State(web): State<Web>,
-    SignedIn(viewer, me): SignedIn,
     IdPath(id): IdPath,
-    FormData(form): FormData<TextForm>,
+    SignedInForm(viewer, me, form): SignedInForm<TextForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
     let dialogs = web
         .dialogs()
         .ok_or(WebError::NotFound("dialogs are not served by this process"))?;
     match dialogs.send(UserId(me.id), UserId(id), &form.text).await {
         Ok(_) => Ok(see_other(&format!("/messages/{id}"))),
         Err(DialogsError::InvalidInput(message)) => {
-            let draft = Field {
-                value: form.text,
-                error: Some(sentence(&message, &["text"], "The message")),
-            };
+            let draft = refused_text(form.text, &message, "The message");
             dialog_page(&web, &viewer, &me, id, None, draft, StatusCode::BAD_REQUEST).await
         }
         Err(error) => Err(error.into()),

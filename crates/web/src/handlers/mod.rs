@@ -28,7 +28,7 @@ use crate::error::WebError;
 use crate::headers::page_headers;
 use crate::pages::*;
 use crate::session::Viewer;
-pub(crate) use extract::{FormData, IdPath};
+pub(crate) use extract::{CsrfProtected, FormData, IdPath, SignedInForm, ViewerForm};
 
 pub(super) const FEED_PAGE: usize = 20;
 pub(super) const POSTS_PAGE: i64 = 20;
@@ -126,6 +126,26 @@ pub(super) struct TextForm {
     csrf: String,
     #[serde(default)]
     text: String,
+}
+
+impl CsrfProtected for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfProtected for TextForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A form's text sent back with why it was refused, the domain's message worded for the form.
+pub(super) fn refused_text(text: String, message: &str, label: &str) -> Field {
+    Field {
+        value: text,
+        error: Some(sentence(message, &["text"], label)),
+    }
 }
 
 pub(super) fn dialogs_enabled(web: &Web) -> bool {

@@ -7,13 +7,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{
-    CsrfOnly, FormData, IdPath, POSTS_PAGE, Params, SEARCH_PAGE, chrome, full_name, number_param,
-    page_param, profile, render, see_other, sentence,
+    CsrfOnly, IdPath, POSTS_PAGE, Params, SEARCH_PAGE, SignedInForm, chrome, full_name,
+    number_param, page_param, profile, render, see_other, sentence,
 };
 use crate::Web;
 use crate::error::WebError;
 use crate::pages::*;
-use crate::session::{SignedIn, Viewer};
+use crate::session::Viewer;
 
 pub(super) async fn search(
     State(web): State<Web>,
@@ -144,22 +144,18 @@ pub(super) async fn user_page(
 
 pub(super) async fn befriend(
     State(web): State<Web>,
-    SignedIn(viewer, me): SignedIn,
     IdPath(id): IdPath,
-    FormData(form): FormData<CsrfOnly>,
+    SignedInForm(_, me, _): SignedInForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
     web.social().add_friend(me.id, id).await?;
     Ok(see_other(&format!("/people/{id}?notice=befriended")))
 }
 
 pub(super) async fn unfriend(
     State(web): State<Web>,
-    SignedIn(viewer, me): SignedIn,
     IdPath(id): IdPath,
-    FormData(form): FormData<CsrfOnly>,
+    SignedInForm(_, me, _): SignedInForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
     web.social().remove_friend(me.id, id).await?;
     Ok(see_other(&format!("/people/{id}?notice=unfriended")))
 }

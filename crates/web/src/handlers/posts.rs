@@ -6,12 +6,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{
-    CsrfOnly, FormData, IdPath, Params, TextForm, chrome, full_name, render, see_other, sentence,
+    CsrfOnly, IdPath, Params, SignedInForm, TextForm, chrome, full_name, refused_text, render,
+    see_other,
 };
 use crate::Web;
 use crate::error::WebError;
 use crate::pages::*;
-use crate::session::{SignedIn, Viewer};
+use crate::session::Viewer;
 
 pub(super) async fn post_page(
     State(web): State<Web>,
@@ -55,18 +56,13 @@ pub(super) async fn show_post(
 
 pub(super) async fn edit_post(
     State(web): State<Web>,
-    SignedIn(viewer, me): SignedIn,
     IdPath(id): IdPath,
-    FormData(form): FormData<TextForm>,
+    SignedInForm(viewer, me, form): SignedInForm<TextForm>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
     let text = match domain::post_text(Some(form.text.clone())) {
         Ok(text) => text,
         Err(error) => {
-            let draft = Field {
-                value: form.text,
-                error: Some(sentence(&error.to_string(), &["text"], "The text")),
-            };
+            let draft = refused_text(form.text, &error.to_string(), "The text");
             return show_post(
                 &web,
                 &viewer,
@@ -84,11 +80,9 @@ pub(super) async fn edit_post(
 
 pub(super) async fn delete_post(
     State(web): State<Web>,
-    SignedIn(viewer, me): SignedIn,
     IdPath(id): IdPath,
-    FormData(form): FormData<CsrfOnly>,
+    SignedInForm(_, me, _): SignedInForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    viewer.check_csrf(&form.csrf)?;
     web.social().delete_post(me.id, id).await?;
     Ok(see_other(&format!("/people/{}?notice=deleted", me.id)))
 }
