@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# The replicated PostgreSQL topology (docs/replication.md), sourced by ./dev.
+# The replicated PostgreSQL topology (docs/replication.md) and ./dev replication, sourced by
+# ./dev.
 #
 # A pg_auto_failover formation: a monitor (itself a PostgreSQL server) and three data nodes
 # n1, n2, n3, each run by its keeper (`pg_autoctl run`), which starts, stops, promotes and
@@ -342,4 +343,31 @@ replication_node_urls() { # database
     urls+="${urls:+,}${REPLICA_NODES[$i]}=postgres://agora:agora@127.0.0.1:${REPLICA_PORTS[$i]}/$1"
   done
   printf '%s\n' "$urls"
+}
+
+# ./dev replication: start, stop, show, kill and restart nodes, switch the commit mode.
+cmd_replication() { # sub [node] [profile]
+  local sub=${1:-} node=""
+  (($#)) && shift
+  case $sub in kill | start) node=${1:-}; [[ -n $node ]] || usage; shift ;; esac
+  (($# <= 1)) || usage
+  load_profile "${1:-dev}"
+  PG_BIN="$(pg_bindir)" || die "PostgreSQL is not installed"
+  case $sub in
+    up)
+      # shellcheck disable=SC2034 # for ensure_packages
+      WANT_REPLICATION=1
+      mkdir_755 "$STACK_BASE" "$STACK"
+      mkdir -p "$LOGS"
+      ensure_packages
+      with_lock
+      replication_up
+      ;;
+    down) with_lock; replication_down ;;
+    state) replication_state ;;
+    kill) replication_kill "$node" ;;
+    start) replication_start "$node" ;;
+    sync | async) replication_mode "$sub" ;;
+    *) usage ;;
+  esac
 }
