@@ -8,8 +8,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::common::proxy::ChaosProxy;
-use crate::common::{TestApp, amqp_url, config_for, eventually, worker_config_for};
-use agora_platform::testing::TestDatabase;
+use crate::common::{TestApp, amqp_url, eventually, worker_config_for};
 
 fn ids(page: &[(String, String, String)]) -> Vec<String> {
     page.iter().map(|(id, _, _)| id.clone()).collect()
@@ -45,10 +44,10 @@ async fn outbox_len(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn a_new_post_reaches_every_cached_follower_feed_through_the_bulk_lane() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    config.social.feed.fanout_batch = 2; // 5 followers: one inline batch, then two bulk-lane tasks
-    let mut app = TestApp::spawn_with(database, config).await;
+    let mut app = TestApp::spawn_configured(|config| {
+        config.social.feed.fanout_batch = 2; // 5 followers: one inline batch, then two bulk-lane tasks
+    })
+    .await;
     app.start_worker(worker_config_for(&app, &amqp_url()));
     let (author, author_token) = app.user("Автор", "Веерный").await;
     let readers = followers(&app, &author, 5).await;
@@ -105,11 +104,11 @@ async fn a_redelivered_event_never_duplicates_a_feed_entry() {
 
 #[tokio::test]
 async fn a_celebrity_is_merged_at_read_time_not_pushed() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    // The star gets 4 followers, the friend 3: one celebrity, one ordinary author.
-    config.social.feed.celebrity_followers = 4;
-    let mut app = TestApp::spawn_with(database, config).await;
+    let mut app = TestApp::spawn_configured(|config| {
+        // The star gets 4 followers, the friend 3: one celebrity, one ordinary author.
+        config.social.feed.celebrity_followers = 4;
+    })
+    .await;
     app.start_worker(worker_config_for(&app, &amqp_url()));
     let (star, star_token) = app.user("Звезда", "Знаменитая").await;
     let (friend, friend_token) = app.user("Друг", "Обычный").await;

@@ -4,8 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{TestApp, assert_error, config_for};
-use agora_platform::testing::TestDatabase;
+use crate::common::{TestApp, assert_error};
 
 /// `count` posts by `author`, inserted directly (fast), with increasing ids; returns the ids
 /// newest first, as the feed lists them.
@@ -284,12 +283,12 @@ async fn rebuilds(app: &TestApp) -> f64 {
 
 #[tokio::test]
 async fn without_redis_the_feed_is_read_from_the_database() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    // A port nothing listens on.
-    config.platform.redis.url = "redis://127.0.0.1:9".into();
-    config.platform.redis.timeout_ms = 200;
-    let app = TestApp::spawn_with(database, config).await;
+    let app = TestApp::spawn_configured(|config| {
+        // A port nothing listens on.
+        config.platform.redis.url = "redis://127.0.0.1:9".into();
+        config.platform.redis.timeout_ms = 200;
+    })
+    .await;
     let (_, reader) = app.user("Читатель", "Автономный").await;
     let (alice, alice_token) = app.user("Алиса", "Безкешева").await;
     // Writes succeed: the outbox keeps what the cache would have needed.

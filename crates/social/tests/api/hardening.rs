@@ -4,20 +4,12 @@
 use std::time::{Duration, Instant};
 
 use agora_platform::config::OpsListen;
-use agora_platform::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{PASSWORD, TestApp, assert_error, config_for};
-
-async fn spawn_with(configure: impl FnOnce(&mut crate::common::AppConfig)) -> TestApp {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    configure(&mut config);
-    TestApp::spawn_with(database, config).await
-}
+use crate::common::{PASSWORD, TestApp, assert_error};
 
 /// Reads what the server sends until it closes the connection (or `within` passes).
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
@@ -36,7 +28,7 @@ fn raw_body(response: &str) -> Value {
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
-    let app = spawn_with(|config| config.http.header_timeout_secs = 1).await;
+    let app = TestApp::spawn_configured(|config| config.http.header_timeout_secs = 1).await;
     let mut stream = TcpStream::connect(app.address).await.unwrap();
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
@@ -61,7 +53,7 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_gets_408() {
-    let app = spawn_with(|config| config.http.body_timeout_secs = 1).await;
+    let app = TestApp::spawn_configured(|config| config.http.body_timeout_secs = 1).await;
     let mut stream = TcpStream::connect(app.address).await.unwrap();
     stream
         .write_all(
@@ -79,7 +71,7 @@ async fn a_body_that_does_not_arrive_in_time_gets_408() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_are_refused_with_503() {
-    let app = spawn_with(|config| config.http.max_connections = 4).await;
+    let app = TestApp::spawn_configured(|config| config.http.max_connections = 4).await;
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut stream = TcpStream::connect(app.address).await.unwrap();
@@ -193,7 +185,7 @@ async fn made_up_methods_share_one_metric_label() {
 
 #[tokio::test]
 async fn failed_logins_lock_out_the_guessing_source_not_the_account_owner() {
-    let app = spawn_with(|config| {
+    let app = TestApp::spawn_configured(|config| {
         config.platform.auth.failures_per_account = 3;
         config.platform.auth.failures_per_address = 6;
         config.platform.auth.failure_window_secs = 2;
@@ -328,7 +320,7 @@ async fn logout_ends_a_session_on_every_instance_at_once() {
 
 #[tokio::test]
 async fn a_user_holds_a_bounded_number_of_sessions() {
-    let app = spawn_with(|config| config.social.max_sessions_per_user = 3).await;
+    let app = TestApp::spawn_configured(|config| config.social.max_sessions_per_user = 3).await;
     let id = app.register("Ада", "Многовходова").await;
     let mut tokens = Vec::new();
     for _ in 0..5 {
@@ -352,7 +344,7 @@ async fn security_headers_and_a_separate_operations_listener() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let app = spawn_with(|config| {
+    let app = TestApp::spawn_configured(|config| {
         config.http.ops_listen =
             OpsListen::Address(format!("127.0.0.1:{ops_port}").parse().unwrap());
     })
@@ -510,44 +502,8 @@ async fn a_feed_page_is_bounded_in_bytes_and_says_where_to_continue() {
 }
 
 #[tokio::test]
-async fn the_test_database_server_is_durable() {
-    let app = TestApp::spawn().await;
-    let sql = app.sql().await;
-    for setting in ["fsync", "synchronous_commit", "full_page_writes"] {
-        let value: String = sql
-            .query_one(&format!("SHOW {setting}"), &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(
-            value, "on",
-            "{setting} must be on for fault tests to prove anything"
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_query_past_the_statement_timeout_is_cancelled() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url).platform.database;
-    config.statement_timeout_ms = 100;
-    let pool = agora_platform::db::connect_pool(&config, "timeout-test").unwrap();
-    let connection = pool.get().await.unwrap();
-    let started = Instant::now();
-    let error = connection
-        .query("SELECT pg_sleep(5)", &[])
-        .await
-        .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(matches!(
-        agora_platform::db::DbError::from(error),
-        agora_platform::db::DbError::TimedOut(_)
-    ));
-}
-
-#[tokio::test]
 async fn one_user_flooding_live_sockets_is_refused_and_others_still_connect() {
-    let app = spawn_with(|config| config.social.live.sockets_per_user = 5).await;
+    let app = TestApp::spawn_configured(|config| config.social.live.sockets_per_user = 5).await;
     let (_, flooder) = app.user("Флуд", "Сокетов").await;
     let (_, other) = app.user("Обычный", "Читатель").await;
     let mut held = Vec::new();
@@ -590,134 +546,6 @@ async fn one_user_flooding_live_sockets_is_refused_and_others_still_connect() {
         .await
         .ok()
         .map(|_| ())
-    })
-    .await;
-}
-
-/// A Redis server of this test's own, so that stopping it disturbs no other test.
-struct PrivateRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    async fn start() -> Self {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (./dev test installs it)");
-        let url = format!("redis://127.0.0.1:{port}");
-        crate::common::eventually("the private Redis answers", || async {
-            let client = redis::Client::open(url.as_str()).ok()?;
-            client
-                .get_multiplexed_async_connection()
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
-        Self { child, url }
-    }
-
-    fn signal(&self, signal: &str) {
-        std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Feed reads by 4 clients for `secs`: (reads per second, p99 of those sent after `skip`).
-async fn feed_load(app: &TestApp, token: &str, secs: u64, skip: Duration) -> (f64, Duration) {
-    let started = Instant::now();
-    let until = started + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (client, url, token) = (app.client.clone(), app.url("/post/feed"), token.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < until {
-                let sent = Instant::now();
-                let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
-                assert_eq!(response.status(), StatusCode::OK);
-                latencies.push((sent, sent.elapsed()));
-            }
-            latencies
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
-    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
-    let mut late: Vec<Duration> = all
-        .iter()
-        .filter(|(sent, _)| *sent >= started + skip)
-        .map(|(_, took)| *took)
-        .collect();
-    late.sort();
-    (rate, late[late.len() * 99 / 100])
-}
-
-/// Redis stops answering (SIGSTOP) under feed reads: after the first second the circuit
-/// breaker skips it, and reads come from PostgreSQL at full speed instead of each waiting for
-/// Redis's timeout. When Redis returns, the cache is used again.
-#[tokio::test]
-async fn a_stalled_redis_is_skipped_not_waited_for() {
-    let redis = PrivateRedis::start().await;
-    let app = spawn_with(|config| config.platform.redis.url = redis.url.clone()).await;
-    let (author, author_token) = app.user("Автор", "Кэшев").await;
-    let (_, reader) = app.user("Читатель", "Кэшев").await;
-    let response = app
-        .put(&format!("/friend/set/{author}"), Some(&reader))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    for n in 0..20 {
-        app.post(&author_token, &format!("post {n}")).await;
-    }
-    let (calm_rate, calm_p99) = feed_load(&app, &reader, 3, Duration::ZERO).await;
-    redis.signal("-STOP");
-    let (stalled_rate, stalled_p99) = feed_load(&app, &reader, 8, Duration::from_secs(1)).await;
-    redis.signal("-CONT");
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
-    println!(
-        "feed reads: {calm_rate:.0}/s (p99 {:.1} ms) with Redis, {stalled_rate:.0}/s (p99 after \
-         the first second {:.1} ms) with Redis stopped: {:.0} %",
-        calm_p99.as_secs_f64() * 1e3,
-        stalled_p99.as_secs_f64() * 1e3,
-        100.0 * stalled_rate / calm_rate
-    );
-    assert!(
-        metrics.contains("redis_circuit_opened_total"),
-        "the breaker never opened"
-    );
-    assert!(
-        stalled_rate >= 0.5 * calm_rate,
-        "reads fell to {stalled_rate:.0}/s from {calm_rate:.0}/s"
-    );
-    assert!(
-        stalled_p99 <= Duration::from_millis(100),
-        "p99 {stalled_p99:?} with Redis stopped"
-    );
-    // Back: the breaker's probe finds Redis and the cache serves again.
-    crate::common::eventually("reads from the cache again", || async {
-        app.feed(&reader, 0, 10).await;
-        let metrics = app.get("/metrics", None).await.text().await.unwrap();
-        metrics.contains("redis_circuit_open 0").then_some(())
     })
     .await;
 }

@@ -222,10 +222,10 @@ async fn a_client_that_reconnects_with_since_misses_nothing_across_a_restart() {
 
 #[tokio::test]
 async fn a_celebrity_reaches_online_followers_without_listing_them() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    config.social.feed.celebrity_followers = 2;
-    let mut app = TestApp::spawn_with(database, config).await;
+    let mut app = TestApp::spawn_configured(|config| {
+        config.social.feed.celebrity_followers = 2;
+    })
+    .await;
     app.start_worker(worker_config_for(&app, &amqp_url()));
     let (star, star_token) = app.user("Звезда", "Яркая").await;
     let mut tokens = Vec::new();
@@ -241,10 +241,10 @@ async fn a_celebrity_reaches_online_followers_without_listing_them() {
 
 #[tokio::test]
 async fn a_silent_client_is_closed_after_two_heartbeats() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    config.social.live.heartbeat_ms = 100;
-    let app = TestApp::spawn_with(database, config).await;
+    let app = TestApp::spawn_configured(|config| {
+        config.social.live.heartbeat_ms = 100;
+    })
+    .await;
     let (_, token) = app.user("Молчун", "Глухой").await;
     let (stream, _) =
         tokio_tungstenite::connect_async(live_request(app.address, Some(&token), None))
@@ -282,11 +282,11 @@ async fn degraded(app: &TestApp) -> Value {
 
 #[tokio::test]
 async fn ready_reports_a_missing_broker_and_a_stuck_outbox() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    // A port nothing listens on.
-    config.social.live.amqp.url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
-    let app = TestApp::spawn_with(database, config).await;
+    let app = TestApp::spawn_configured(|config| {
+        // A port nothing listens on.
+        config.social.live.amqp.url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
+    })
+    .await;
     assert_eq!(degraded(&app).await, serde_json::json!(["rabbitmq"]));
 
     // No worker takes the outbox: once its oldest row is old, /ready says so.
@@ -374,10 +374,10 @@ async fn a_broken_live_queue_makes_clients_replay_and_nothing_is_lost() {
 
 #[tokio::test]
 async fn replay_sends_the_newest_posts_up_to_its_limit_oldest_first() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    config.social.live.replay_limit = 2;
-    let app = TestApp::spawn_with(database, config).await;
+    let app = TestApp::spawn_configured(|config| {
+        config.social.live.replay_limit = 2;
+    })
+    .await;
     let (author, author_token) = app.user("Автор", "Многословный").await;
     let (other, other_token) = app.user("Автор", "Второй").await;
     let (_, reader_token) = app.user("Читатель", "Вернувшийся").await;
@@ -395,10 +395,10 @@ async fn replay_sends_the_newest_posts_up_to_its_limit_oldest_first() {
 
 #[tokio::test]
 async fn a_socket_closes_when_its_token_expires() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    config.social.token_ttl_secs = 2;
-    let app = TestApp::spawn_with(database, config).await;
+    let app = TestApp::spawn_configured(|config| {
+        config.social.token_ttl_secs = 2;
+    })
+    .await;
     let (_, token) = app.user("Гость", "Недолгий").await;
     let mut socket = app.live(&token, None).await;
     let opened = std::time::Instant::now();
@@ -408,12 +408,12 @@ async fn a_socket_closes_when_its_token_expires() {
 
 #[tokio::test]
 async fn without_redis_the_handshake_is_503_with_retry_after() {
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    // A port nothing listens on: presence cannot be recorded.
-    config.platform.redis.url = "redis://127.0.0.1:9".into();
-    config.platform.redis.timeout_ms = 200;
-    let app = TestApp::spawn_with(database, config).await;
+    let app = TestApp::spawn_configured(|config| {
+        // A port nothing listens on: presence cannot be recorded.
+        config.platform.redis.url = "redis://127.0.0.1:9".into();
+        config.platform.redis.timeout_ms = 200;
+    })
+    .await;
     let (_, token) = app.user("Читатель", "Без кеша").await;
     let error = tokio_tungstenite::connect_async(live_request(app.address, Some(&token), None))
         .await

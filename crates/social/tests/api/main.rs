@@ -1,6 +1,7 @@
 //! End-to-end tests of the social network API: the real server on port 0, real PostgreSQL.
 
 mod common;
+mod degrade;
 mod fanout;
 mod feed;
 mod friends;

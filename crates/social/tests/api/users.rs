@@ -1,9 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use agora_platform::testing::TestDatabase;
-
-use crate::common::{PASSWORD, TestApp, assert_error, config_for};
+use crate::common::{PASSWORD, TestApp, assert_error};
 
 #[tokio::test]
 async fn registration_with_only_the_required_fields_works_and_absent_fields_are_omitted() {
@@ -167,10 +165,10 @@ async fn tokens_are_stored_hashed_and_expire() {
     // The session is expired behind the server's back, in SQL, which no instance hears of:
     // without its session cache the server sees that at once (a logout is heard, see
     // hardening.rs; natural expiry is exact either way, the cache keeps expires_at).
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    config.platform.auth.session_cache_ttl_ms = 0;
-    let app = TestApp::spawn_with(database, config).await;
+    let app = TestApp::spawn_configured(|config| {
+        config.platform.auth.session_cache_ttl_ms = 0;
+    })
+    .await;
     let (id, token) = app.user("Ольга", "Козлова").await;
     let other = app.register("Сергей", "Новиков").await;
     let sql = app.sql().await;
@@ -410,10 +408,10 @@ async fn search_uses_an_index_created_while_the_server_runs() {
     // A named prepared statement switches to a generic plan after five runs, and a generic plan
     // of `LIKE $1` can only seq-scan; it would keep doing so after the index is back. The store
     // plans each search for its values, so an index built online serves the very next search.
-    let database = TestDatabase::create("social", agora_social::migrations).await;
-    let mut config = config_for(&database.url);
-    config.platform.database.pool_size = 1; // every search on the same server connection
-    let app = TestApp::spawn_with(database, config).await;
+    let app = TestApp::spawn_configured(|config| {
+        config.platform.database.pool_size = 1; // every search on the same server connection
+    })
+    .await;
     let sql = app.sql().await;
     sql.batch_execute(
         "INSERT INTO users (first_name, second_name, password_hash) \

@@ -81,6 +81,14 @@ impl TestApp {
         Self::spawn_with(database, config).await
     }
 
+    /// On a fresh database, with the default test configuration changed by `configure`.
+    pub async fn spawn_configured(configure: impl FnOnce(&mut AppConfig)) -> Self {
+        let database = TestDatabase::create("social", agora_social::migrations).await;
+        let mut config = config_for(&database.url);
+        configure(&mut config);
+        Self::spawn_with(database, config).await
+    }
+
     /// Serves with `config` (its database URL may point elsewhere, e.g. through a proxy).
     pub async fn spawn_with(database: TestDatabase, config: AppConfig) -> Self {
         init_tracing();
