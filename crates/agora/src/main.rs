@@ -52,7 +52,7 @@ enum Command {
     /// Feed maintenance.
     #[command(subcommand)]
     Feed(FeedCommand),
-    /// Dialogs maintenance: resharding.
+    /// Dialogs maintenance: resharding and unread-counter repair.
     #[command(subcommand)]
     Dialogs(DialogsCommand),
     /// Write request paths for agora-bench, drawn from the rows in the database.

@@ -30,7 +30,7 @@ pub enum ServiceName {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Services this process runs, comma-separated; all of them by default.
+    /// Services this process runs, comma-separated; social, dialogs, UGC and web by default (the shop needs a database of its own).
     #[arg(long = "services", env = "AGORA_SERVICES", value_enum, value_delimiter = ',',
           default_values_t = [ServiceName::Social, ServiceName::Dialogs, ServiceName::Ugc, ServiceName::Web])]
     pub services: Vec<ServiceName>,

@@ -149,7 +149,7 @@ impl IdGenerator {
 pub struct InvalidId;
 
 typed_id!(
-    /// A user of the social network (and of every service that authenticates through it).
+    /// A user of every service (identity and sessions are the platform's).
     UserId,
     /// A private message in a dialog.
     MessageId,

@@ -1,7 +1,7 @@
 //! Code every agora service shares: configuration, the PostgreSQL pool and migrations, the error
 //! envelope, ids, password and token handling, telemetry and the HTTP plumbing around handlers.
 //!
-//! Services (social network, shop, UGC) own their domain and routes; everything here is
+//! Services (social network, dialogs, web, shop, UGC) own their domain and routes; everything here is
 //! transport- and domain-agnostic so each service maps it to its own contract.
 
 pub mod amqp;

@@ -1,5 +1,5 @@
 //! A little demo data so a newcomer's `./dev up` shows something: a dozen users who know each
-//! other and have written a few posts. The million-user generator is `agora seed` (load tool).
+//! other and have written a few posts. The million-user generator is `agora seed users`.
 
 use crate::domain::{NewUser, Registration};
 use crate::error::SocialError;
