@@ -48,24 +48,35 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres
 }
 
 impl Formation {
-    /// (primary, standbys) among the nodes that answer.
+    /// (primary, standbys) among the nodes that answer. Right after a failover the new primary
+    /// may miss a connection or two, so this asks again for up to 15 s before it gives up.
     pub async fn roles(&self) -> (String, Vec<String>) {
-        let mut primary = None;
-        let mut standbys = Vec::new();
-        for node in &self.nodes {
-            let Ok(client) = connect(&node.url).await else {
-                continue;
-            };
-            let Ok(row) = client.query_one("SELECT pg_is_in_recovery()", &[]).await else {
-                continue;
-            };
-            if row.get(0) {
-                standbys.push(node.name.clone());
-            } else {
-                primary = Some(node.name.clone());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut primary = None;
+            let mut standbys = Vec::new();
+            for node in &self.nodes {
+                let Ok(client) = connect(&node.url).await else {
+                    continue;
+                };
+                let Ok(row) = client.query_one("SELECT pg_is_in_recovery()", &[]).await else {
+                    continue;
+                };
+                if row.get(0) {
+                    standbys.push(node.name.clone());
+                } else {
+                    primary = Some(node.name.clone());
+                }
             }
+            if let Some(primary) = primary {
+                return (primary, standbys);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the formation has no primary for 15 s (standbys: {standbys:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        (primary.expect("the formation has a primary"), standbys)
     }
 
     pub fn node(&self, name: &str) -> &NamedServer {
